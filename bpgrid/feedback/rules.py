@@ -1,0 +1,204 @@
+"""Feedback rules: how the backward pass's V is made from the forward weight W.
+
+A rule is a small frozen dataclass of hyper-parameters. Its random state lives in the layer's
+buffers (``init_state`` makes them), so it is saved, loaded and moved with the module. A new mode is
+one new rule registered here, not a new layer.
+
+Definitions follow Liao, Leibo & Poggio (2016) §2; ``kp`` is the reference report's "updated random
+feedback" R* (Kolen-Pollack without decay, with an optional decay).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+RULES: dict[str, type[FeedbackRule]] = {}
+
+
+def register(cls: type[FeedbackRule]) -> type[FeedbackRule]:
+    """Class decorator: make the rule available under ``cls.name``."""
+    RULES[cls.name] = cls
+    return cls
+
+
+@dataclass(frozen=True)
+class FeedbackRule:
+    """Base class. Subclasses set ``name`` and implement ``feedback``."""
+
+    name: ClassVar[str] = ""
+    #: ``False`` only for ``bp``, whose layers then take PyTorch's native path.
+    asymmetric: ClassVar[bool] = True
+
+    def init_state(self, weight: Tensor) -> dict[str, Tensor]:
+        """Fixed random state for a layer with this weight; stored as buffers ``feedback_<key>``."""
+        return {}
+
+    def feedback(self, weight: Tensor, state: dict[str, Tensor], fan_in: int) -> Tensor:
+        """V for this training step (called once per training forward pass)."""
+        raise NotImplementedError
+
+
+def _check_prob(name: str, p: float) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {p!r}")
+
+
+def _check_sigma(sigma: float) -> None:
+    if not sigma > 0:
+        raise ValueError(f"sigma must be positive, got {sigma!r}")
+
+
+def _signed_magnitude(shape: torch.Size, flip_prob: float, like: Tensor) -> Tensor:
+    """M∘S_p: M~U[0,1) and S_p = -1 with probability p, else +1, from one uniform draw.
+
+    With u~U[0,1): the event u<p has probability p, and given either outcome the rescaled
+    u/p or (u-p)/(1-p) is again U[0,1), independent of the event.
+    """
+    u = torch.rand(shape, dtype=like.dtype, device=like.device)
+    if flip_prob == 0.0:
+        return u
+    if flip_prob == 1.0:
+        return u.neg_()
+    flipped = u < flip_prob
+    return torch.where(flipped, -u / flip_prob, (u - flip_prob) / (1.0 - flip_prob))
+
+
+@register
+@dataclass(frozen=True)
+class BP(FeedbackRule):
+    """Ordinary backpropagation: V = W."""
+
+    name: ClassVar[str] = "bp"
+    asymmetric: ClassVar[bool] = False
+
+    def feedback(self, weight, state, fan_in):
+        return weight.detach()
+
+
+@register
+@dataclass(frozen=True)
+class USF(FeedbackRule):
+    """Uniform sign-concordant feedback: V = sign(W)."""
+
+    name: ClassVar[str] = "usf"
+
+    def feedback(self, weight, state, fan_in):
+        return torch.sign(weight.detach())
+
+
+@register
+@dataclass(frozen=True)
+class NuSF(FeedbackRule):
+    """uSF normalized by fan-in: V = sign(W) / fan_in (fan_in = kh·kw·in_channels for convs)."""
+
+    name: ClassVar[str] = "nusf"
+
+    def feedback(self, weight, state, fan_in):
+        return torch.sign(weight.detach()).div_(fan_in)
+
+
+@register
+@dataclass(frozen=True)
+class BrSF(FeedbackRule):
+    """Batchwise random-magnitude sign-concordant feedback: V = M∘sign(W)∘S_p, M and S_p redrawn."""
+
+    name: ClassVar[str] = "brsf"
+    flip_prob: float = 0.0
+
+    def __post_init__(self):
+        _check_prob("flip_prob", self.flip_prob)
+
+    def feedback(self, weight, state, fan_in):
+        w = weight.detach()
+        return _signed_magnitude(w.shape, self.flip_prob, w).mul_(torch.sign(w))
+
+
+@register
+@dataclass(frozen=True)
+class FrSF(FeedbackRule):
+    """Fixed random-magnitude sign-concordant feedback: V = M∘sign(W)∘S_p, M and S_p fixed."""
+
+    name: ClassVar[str] = "frsf"
+    flip_prob: float = 0.0
+
+    def __post_init__(self):
+        _check_prob("flip_prob", self.flip_prob)
+
+    def init_state(self, weight):
+        return {"magnitude": _signed_magnitude(weight.shape, self.flip_prob, weight.detach())}
+
+    def feedback(self, weight, state, fan_in):
+        return torch.sign(weight.detach()).mul_(state["magnitude"])
+
+
+@register
+@dataclass(frozen=True)
+class RndF(FeedbackRule):
+    """Fixed random feedback: V ~ N(0, sigma²), drawn once (Lillicrap et al.; sigma=0.05 in Liao)."""
+
+    name: ClassVar[str] = "rndf"
+    sigma: float = 0.05
+
+    def __post_init__(self):
+        _check_sigma(self.sigma)
+
+    def init_state(self, weight):
+        return {"matrix": torch.randn_like(weight.detach()).mul_(self.sigma)}
+
+    def feedback(self, weight, state, fan_in):
+        return state["matrix"]
+
+
+@register
+@dataclass(frozen=True)
+class KP(FeedbackRule):
+    """Updated random feedback (R*, Kolen-Pollack): V starts as N(0, sigma²), then receives W's update.
+
+    Stored as the offset D = V - W, so V = W + D moves by exactly W's update with no optimizer
+    hook. With ``decay`` λ, each training step also applies V ← V - λV (D ← D - λV).
+    """
+
+    name: ClassVar[str] = "kp"
+    sigma: float = 0.05
+    decay: float = 0.0
+
+    def __post_init__(self):
+        _check_sigma(self.sigma)
+        _check_prob("decay", self.decay)
+
+    def init_state(self, weight):
+        w = weight.detach()
+        return {"offset": torch.randn_like(w).mul_(self.sigma).sub_(w)}
+
+    def feedback(self, weight, state, fan_in):
+        offset = state["offset"]
+        v = weight.detach() + offset
+        if self.decay:
+            offset.sub_(v, alpha=self.decay)
+        return v
+
+
+def make_rule(rule: str | FeedbackRule = "bp", **kwargs) -> FeedbackRule:
+    """A rule from its paper name and hyper-parameters, or the rule itself.
+
+    Raises ``ValueError`` naming the valid choices for an unknown name or option.
+    """
+    if isinstance(rule, FeedbackRule):
+        if kwargs:
+            raise ValueError(f"options {sorted(kwargs)} given with a rule instance {rule!r}")
+        return rule
+    if rule not in RULES:
+        raise ValueError(f"unknown feedback rule {rule!r}; valid rules: {', '.join(RULES)}")
+    cls = RULES[rule]
+    allowed = [f.name for f in fields(cls)]
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"feedback rule {rule!r} takes no option {', '.join(unknown)}; "
+            f"valid options: {', '.join(allowed) or 'none'}"
+        )
+    return cls(**kwargs)

@@ -1,0 +1,62 @@
+"""Batch Manhattan: update with the sign of the batch gradient (Liao et al. §3, eq. 3)."""
+
+from __future__ import annotations
+
+import torch
+from torch.optim import Optimizer
+
+
+class BatchManhattan(Optimizer):
+    """w(t+1) = w(t) + lr·τ(t), with the paper's settings 1–3 (m momentum, d weight decay).
+
+    1: τ = -sign(g) + m·τ(t-1) - d·w
+    2: τ = sign(-sign(g) + m·τ(t-1) - d·w)
+    3: κ = -sign(g) + m·κ(t-1) - d·w,  τ = sign(κ)
+
+    g is the mini-batch gradient; sign(0) = 0, so an exactly-zero gradient contributes nothing.
+    """
+
+    SETTINGS = (1, 2, 3)
+
+    def __init__(self, params, lr: float, setting: int = 1, momentum: float = 0.9,
+                 weight_decay: float = 0.0):
+        if setting not in self.SETTINGS:
+            raise ValueError(f"Batch Manhattan setting must be one of {self.SETTINGS}, "
+                             f"got {setting!r}")
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr!r}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}")
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        super().__init__(params, {"lr": lr, "setting": setting, "momentum": momentum,
+                                  "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, m, d, setting = (group["lr"], group["momentum"], group["weight_decay"],
+                                 group["setting"])
+            for w in group["params"]:
+                if w.grad is None:
+                    continue
+                state = self.state[w]
+                if "buffer" not in state:  # τ(t-1) for settings 1 and 2, κ(t-1) for setting 3
+                    state["buffer"] = torch.zeros_like(w)
+                buf = state["buffer"]
+                # accumulator = -sign(g) + m·buffer - d·w, written into the buffer in place
+                buf.mul_(m).sub_(torch.sign(w.grad))
+                if d:
+                    buf.sub_(w, alpha=d)
+                if setting == 1:
+                    w.add_(buf, alpha=lr)
+                elif setting == 2:
+                    buf.sign_()
+                    w.add_(buf, alpha=lr)
+                else:
+                    w.add_(torch.sign(buf), alpha=lr)
+        return loss
