@@ -138,7 +138,7 @@ class FrSF(FeedbackRule):
 @register
 @dataclass(frozen=True)
 class RndF(FeedbackRule):
-    """Fixed random feedback: V ~ N(0, sigma²), drawn once (Lillicrap et al.; sigma=0.05 in Liao)."""
+    """Fixed random feedback: V ~ N(0, sigma²), drawn once (sigma = 0.05 in Liao et al.)."""
 
     name: ClassVar[str] = "rndf"
     sigma: float = 0.05
@@ -156,7 +156,7 @@ class RndF(FeedbackRule):
 @register
 @dataclass(frozen=True)
 class KP(FeedbackRule):
-    """Updated random feedback (R*, Kolen-Pollack): V starts as N(0, sigma²), then receives W's update.
+    """Updated random feedback (R*, Kolen-Pollack): V starts N(0, sigma²), then gets W's update.
 
     Stored as the offset D = V - W, so V = W + D moves by exactly W's update with no optimizer
     hook. With ``decay`` λ, each training step also applies V ← V - λV (D ← D - λV).
