@@ -139,13 +139,19 @@ def test_fixed_rules_keep_v_across_steps_and_save_load(rule, kw):
     assert torch.equal(fresh.feedback_weight(), layer.feedback_weight())
 
 
-def test_frsf_follows_sign_of_current_w_with_fixed_magnitude():
-    layer = FeedbackLinear(8, 6, rule="frsf")
+@pytest.mark.parametrize("p", [0.0, 0.5, 1.0])
+def test_frsf_follows_sign_of_current_w_with_fixed_magnitude_and_flips(p):
+    torch.manual_seed(0)
+    layer = FeedbackLinear(40, 30, rule="frsf", flip_prob=p)
     with torch.no_grad():
         layer.weight.neg_()
-    layer(torch.randn(2, 8, requires_grad=True)).sum().backward()
-    assert torch.equal(layer.feedback_weight(),
-                       torch.sign(layer.weight.detach()) * layer.feedback_magnitude)
+    layer(torch.randn(2, 40, requires_grad=True)).sum().backward()
+    v, s = layer.feedback_weight(), torch.sign(layer.weight.detach())
+    assert torch.equal(v.abs(), layer.feedback_magnitude)
+    flipped = (torch.sign(v) != s).double().mean().item()
+    assert flipped == pytest.approx(p, abs=0.1)
+    if 0 < p < 1:
+        assert torch.equal(v, s * layer.feedback_magnitude * layer.feedback_flip)
 
 
 def test_random_state_is_a_buffer_that_moves_with_the_module():
