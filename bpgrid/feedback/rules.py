@@ -58,8 +58,9 @@ def _uniform(shape: torch.Size, like: Tensor) -> Tensor:
     """U[0,1) draws of ``like``'s dtype and device, seeded by torch's generator.
 
     On CPU torch.rand costs ~3 ns a number, more than the layer's matmuls at batch 100, so there
-    the draws are 16-bit uniforms ((k + 1/2)/65536, never 0) from numpy's SFC64 generator, seeded from torch's
-    generator so that torch.manual_seed and saved RNG states still fix them (~3x faster).
+    the draws are 16-bit uniforms ((k + 1/2)/65536, never 0) from numpy's SFC64 generator,
+    seeded from torch's generator so that torch.manual_seed and saved RNG states still fix them
+    (~3x faster).
     """
     if like.device.type != "cpu":
         return torch.rand(shape, dtype=like.dtype, device=like.device)
