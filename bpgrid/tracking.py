@@ -1,0 +1,90 @@
+"""MLflow records of cells, through an explicit client (no global active run).
+
+One MLflow run per cell, named by the cell id and tagged with it, in the grid's experiment. A
+resumed cell logs into its existing run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+MAX_ERROR_TEXT = 5000
+
+
+def is_local_store(uri: str) -> bool:
+    return uri.startswith("sqlite:") or "://" not in uri
+
+
+def prepare_store(uri: str) -> None:
+    """Create and migrate the store once (before parallel cells start using it)."""
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    MlflowClient(uri).search_experiments(max_results=1)
+
+
+class Tracker:
+    """The MLflow side of one cell."""
+
+    def __init__(self, uri: str, experiment: str, artifacts: str | None = None):
+        self.client = MlflowClient(uri)
+        self.experiment_id = self._experiment(experiment, uri, artifacts)
+
+    def _experiment(self, name: str, uri: str, artifacts: str | None) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        location = None
+        if artifacts and is_local_store(uri):
+            location = (Path(artifacts).resolve() / name).as_uri()
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except MlflowException:  # created meanwhile by a parallel cell
+            return self.client.get_experiment_by_name(name).experiment_id
+
+    def find_run(self, cell_id: str) -> str | None:
+        """The newest run of this cell that did not finish (to resume into), if any."""
+        runs = self.client.search_runs(
+            [self.experiment_id], f"tags.cell_id = '{cell_id}'",
+            order_by=["attributes.start_time DESC"], max_results=10)
+        unfinished = [r for r in runs if r.info.status != "FINISHED"]
+        return unfinished[0].info.run_id if unfinished else None
+
+    def start(self, cell_id: str, params: Mapping[str, str], tags: Mapping[str, str],
+              run_id: str | None = None) -> str:
+        """The run to log into: ``run_id``, an unfinished run of the cell, or a new one."""
+        run_id = run_id or self.find_run(cell_id)
+        if run_id is None:
+            run = self.client.create_run(self.experiment_id, run_name=cell_id,
+                                         tags={"cell_id": cell_id, **tags})
+            run_id = run.info.run_id
+            self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        return run_id
+
+    def logged_epochs(self, run_id: str, key: str = "val_error") -> set[int]:
+        return {m.step for m in self.client.get_metric_history(run_id, key)}
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step)
+                                               for k, v in metrics.items()])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, run_id: str, path: Path) -> None:
+        self.client.log_artifact(run_id, str(path))
+
+    def finish(self, run_id: str) -> None:
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def fail(self, run_id: str, error: str) -> None:
+        self.set_tags(run_id, {"error": error[-MAX_ERROR_TEXT:]})
+        self.client.set_terminated(run_id, "FAILED")

@@ -1,0 +1,182 @@
+"""The training of one cell, epoch by epoch, with its full state for checkpoints.
+
+No host synchronisation inside an epoch: losses and error counts accumulate on the device and are
+read once per epoch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from bpgrid import schedule as S
+from bpgrid.data import Split, load_dataset
+from bpgrid.feedback.convert import alignment_stats
+from bpgrid.losses import LOSSES
+from bpgrid.models import build_model, model_input_shape
+from bpgrid.optim import BatchManhattan
+
+EVAL_BATCH = 1000
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_optimizer(cfg: dict, params) -> torch.optim.Optimizer:
+    """SGD (setting 0), Batch Manhattan (settings 1-3) or Adam; the LR is set every epoch."""
+    lr = 1.0  # placeholder, replaced by the schedule before the first step
+    if cfg["name"] == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg["momentum"],
+                               weight_decay=cfg["weight_decay"])
+    if cfg["name"] == "bm":
+        return BatchManhattan(params, lr=lr, setting=cfg["setting"], momentum=cfg["momentum"],
+                              weight_decay=cfg["weight_decay"])
+    return torch.optim.Adam(params, lr=lr, betas=tuple(cfg["betas"]),
+                            weight_decay=cfg["weight_decay"])
+
+
+def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """The shuffling order of an epoch depends on (seed, epoch) only, so a resumed cell repeats
+    it exactly."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7 + stream)
+
+
+class Trainer:
+    """Dataset, model and optimizer of one cell (a plain-dict resolved config)."""
+
+    def __init__(self, c: dict[str, Any]):
+        self.c, self.sched = c, c["schedule"]
+        self.device = resolve_device(c["device"])
+        model_cfg = dict(c["model"])
+        model_name = model_cfg.pop("name")
+        shape = model_input_shape(model_name)
+        image = shape is not None and len(shape) == 3
+        self.data = load_dataset(
+            **c["dataset"], image_size=shape[1:] if image else None,
+            channels=shape[0] if image else None, device=self.device,
+            max_memory_mb=c["max_memory_mb"])
+        self.classification = self.data.task == "classification"
+        torch.manual_seed(c["seed"])
+        feedback = dict(c["feedback"])
+        rule, layers = feedback.pop("name"), feedback.pop("layers", "all")
+        self.model = build_model(
+            model_name, input_shape=self.data.input_shape, num_classes=self.data.num_classes,
+            feedback=rule, feedback_layers=layers, feedback_options=feedback,
+            norm=c["norm"]["name"], alignment=c["alignment"], **model_cfg).to(self.device)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(c["optimizer"], trainable)
+        self.loss_fn = LOSSES[self.sched["loss"] if self.classification else "mse"]
+        if self.sched["bn_ema_batches"]:
+            S.freeze_bn_statistics(self.model)
+
+    # ------------------------------------------------------------------ state
+
+    def state(self) -> dict[str, Any]:
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "rng": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+
+    # ------------------------------------------------------------------ batches
+
+    def batches(self, split, size: int, generator: torch.Generator | None
+                ) -> Iterator[tuple[Tensor, Tensor]]:
+        """Minibatches in the generator's order (or in order when None).
+
+        A final batch of one sample is dropped: BatchNorm cannot normalise it.
+        """
+        n = len(split)
+        order = torch.randperm(n, generator=generator) if generator else torch.arange(n)
+        chunks = [c for c in order.split(size) if len(c) > 1 or n == 1]
+        if isinstance(split, Split):
+            for idx in chunks:
+                idx = idx.to(self.device, non_blocking=True)
+                yield split.x[idx], split.y[idx]
+        else:
+            loader = DataLoader(split, batch_sampler=[c.tolist() for c in chunks])
+            for x, y in loader:
+                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    # ------------------------------------------------------------------ epochs
+
+    def _clip_weights(self, c: float) -> None:
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                if name.endswith("weight") and p.requires_grad:
+                    p.clamp_(-c, c)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One epoch of the protocol; returns its metrics (read from the device once)."""
+        start = time.perf_counter()
+        lr = S.learning_rate(self.sched, epoch, self.c["lr_scale"])
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        size = S.batch_size(self.sched, epoch)
+        grad_clip, weight_clip = self.sched["grad_clip"], self.sched["weight_clip"]
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        wrong = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        for x, y in self.batches(self.data.train, size, epoch_generator(self.c["seed"], epoch)):
+            out = self.model(x)
+            loss = self.loss_fn(out, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                nn.utils.clip_grad_norm_(self.model.parameters(), grad_clip)
+            self.optimizer.step()
+            if weight_clip:
+                self._clip_weights(weight_clip)
+            loss_sum += loss.detach() * len(y)
+            if self.classification:
+                wrong += (out.detach().argmax(1) != y).sum()
+            seen += len(y)
+        if self.sched["bn_ema_batches"]:
+            ema = self.batches(self.data.train, size, epoch_generator(self.c["seed"], epoch, 1))
+            S.reestimate_bn(self.model, (x for x, _ in itertools.islice(
+                ema, self.sched["bn_ema_batches"])), self.sched["bn_ema_alpha"])
+        metrics = {"train_loss": loss_sum.item() / seen, "lr": lr, "batch_size": size}
+        if self.classification:
+            metrics["train_error"] = 100.0 * wrong.item() / seen
+        metrics["val_error"] = self.evaluate()
+        for layer, stats in alignment_stats(self.model).items():
+            metrics.update({f"{key}/{layer}": value for key, value in stats.items()})
+        metrics["epoch_time"] = time.perf_counter() - start
+        return metrics
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Test-split error in % (classification) or mean squared error (regression)."""
+        self.model.eval()
+        total = torch.zeros((), device=self.device)
+        n = len(self.data.test)
+        for x, y in self.batches(self.data.test, EVAL_BATCH, None):
+            out = self.model(x)
+            if self.classification:
+                total += (out.argmax(1) != y).sum()
+            else:
+                total += nn.functional.mse_loss(out, y, reduction="sum") / out[0].numel()
+        value = total.item() / n
+        return 100.0 * value if self.classification else value
+
+
+def finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None

@@ -1,0 +1,78 @@
+from pathlib import Path
+
+import pytest
+from composing import CONF, compose_config
+
+from bpgrid.config import ConfigError, cell_id, flat_params, validate
+from bpgrid.models import DEFAULT_MODEL
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group", ["dataset", "model", "method", "feedback", "norm", "optimizer",
+                                   "schedule"])
+def test_every_option_of_every_group_composes_and_validates(group):
+    for option in options(group):
+        validate(compose_config([f"{group}={option}"]))
+
+
+@pytest.mark.parametrize("dataset", options("dataset"))
+def test_dataset_picks_its_default_model_and_command_line_model_wins(dataset):
+    cfg = compose_config([f"dataset={dataset}"])
+    assert cfg.model.name == DEFAULT_MODEL[dataset]
+    assert compose_config([f"dataset={dataset}", "model=liao_fc"]).model.name == "liao_fc"
+
+
+def test_method_sets_factors_and_a_factor_on_the_command_line_wins():
+    cfg = compose_config(["method=usf_bn_bm"])
+    assert (cfg.feedback.name, cfg.norm.name, cfg.optimizer.name, cfg.optimizer.setting) == \
+        ("usf", "bn", "bm", 1)
+    assert cfg.method.label == "uSF+BN+BM"
+    cfg = compose_config(["method=usf_bn_bm", "feedback=brsf", "feedback.flip_prob=0.25"])
+    assert cfg.feedback.name == "brsf" and cfg.feedback.flip_prob == 0.25
+    assert cfg.norm.name == "bn"
+
+
+def test_paper_bn_columns_use_learnable_affine_and_the_rest_do_not():
+    assert compose_config(["method=bn"]).norm.name == "bn_affine"
+    assert compose_config(["method=bn_bm"]).norm.name == "bn_affine"
+    assert compose_config(["method=usf_bn"]).norm.name == "bn"
+
+
+def test_cell_id_depends_on_factors_only():
+    a = compose_config(["lr_scale=10"])
+    assert cell_id(a) == cell_id(compose_config(["lr_scale=10", "tracking.uri=sqlite:///x.db",
+                                                 "cells_dir=/elsewhere", "device=cpu"]))
+    assert cell_id(a) != cell_id(compose_config(["lr_scale=1"]))
+    assert cell_id(a) == cell_id(compose_config(["lr_scale=10.0"]))
+    assert cell_id(a) != cell_id(compose_config(["lr_scale=10", "seed=1"]))
+    assert len(cell_id(a)) == 12
+
+
+def test_params_are_flat_dotted_factors():
+    params = flat_params(compose_config(["feedback=frsf", "feedback.flip_prob=0.5"]))
+    assert params["feedback.flip_prob"] == "0.5" and params["dataset.name"] == "digits"
+    assert params["schedule.lr_values"] == "[0.0005, 5e-05, 5e-06]"
+    assert "tracking.uri" not in params
+
+
+@pytest.mark.parametrize("override,message", [
+    (["lr_scale=-1"], "lr_scale: must be a positive number"),
+    (["schedule.epochs=0"], "schedule.epochs: must be a positive int"),
+    (["schedule.lr_epochs=[1,51]"], "schedule.lr_epochs: needs one entry per"),
+    (["schedule.lr_epochs=[2,51,61]"], "must start at epoch 1"),
+    (["schedule.loss=l1"], "schedule.loss='l1' is not valid; choose one of: cross_entropy"),
+    (["feedback=brsf", "feedback.flip_prob=1.5"], r"flip_prob must lie in \[0, 1\]"),
+    (["+model.depth=3"], "model.depth is not an option of model 'small_cnn'; valid options:"),
+    (["+dataset.colour=1"], "dataset.colour is not an option of dataset 'digits'"),
+    (["optimizer=bm1", "optimizer.setting=7"], "optimizer.setting=7 is not valid"),
+])
+def test_bad_values_name_the_key_and_the_choices(override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(compose_config(override))
+
+
+def test_conf_dir_is_the_repository_conf():
+    assert (Path(CONF) / "config.yaml").is_file()
