@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-fast bench lint
+.PHONY: demo test test-fast bench lint slurm-up slurm-down
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) -m bpgrid.demo
+	$(PY) -m bpgrid.sweep +grid=quick
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
@@ -25,3 +25,9 @@ bench: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+
+slurm-up:
+	bash launch/slurm_local.sh up
+
+slurm-down:
+	bash launch/slurm_local.sh down

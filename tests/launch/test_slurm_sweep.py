@@ -1,0 +1,46 @@
+"""A small grid through ``hydra/launcher=slurm`` on the real cluster, one cell cancelled."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from composing import local_overrides
+from mlflow.tracking import MlflowClient
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+def _running_array_tasks() -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i"], capture_output=True,
+                         text=True, check=True)
+    return [line for line in out.stdout.split() if "_" in line]
+
+
+def test_slurm_sweep_finishes_the_others_and_reports_the_cancelled_cell(tmp_path: Path,
+                                                                       slurm_cluster):
+    cmd = [sys.executable, "-m", "bpgrid.sweep", "+grid=quick", *local_overrides(tmp_path),
+           f"hydra.sweep.dir={tmp_path}/multirun", "hydra/launcher=slurm",
+           "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1",
+           "hydra.launcher.timeout_min=10", "hydra.launcher.array_parallelism=1",
+           "method=sgd,usf_bn_bm", "dataset=digits", "lr_scale=10,1", "schedule.epochs=40"]
+    sweep = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.time() + 180
+    while not (tasks := _running_array_tasks()):
+        assert time.time() < deadline and sweep.poll() is None, "no array task started"
+        time.sleep(0.5)
+    cancelled = tasks[0]
+    subprocess.run(["scancel", cancelled], check=True)
+    out, err = sweep.communicate(timeout=600)
+
+    assert sweep.returncode == 1, err[-3000:]
+    assert "sweep: 4 cells: 3 done, 0 skipped, 0 diverged, 1 failed" in out
+    assert f"{cancelled.split('_')[0]}_" in out and ".err" in out  # the failed task's log
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("quick").experiment_id])
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    assert len(finished) == 3
+    assert all(len(client.get_metric_history(r.info.run_id, "val_error")) == 40
+               for r in finished)
