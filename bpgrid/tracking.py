@@ -15,6 +15,36 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 MAX_ERROR_TEXT = 5000
+LOCK_RETRIES = 12
+
+
+def _retry_locked(call, *args, **kwargs):
+    """Call an MLflow client method, retrying while SQLite reports "database is locked".
+
+    Parallel workers share one SQLite file; a write that meets another's lock waits and retries
+    (0.1 s, doubling to 5 s) instead of losing the record.
+    """
+    delay = 0.1
+    for attempt in range(LOCK_RETRIES):
+        try:
+            return call(*args, **kwargs)
+        except Exception as err:
+            if "database is locked" not in str(err) or attempt == LOCK_RETRIES - 1:
+                raise
+            time.sleep(delay)
+            delay = min(2 * delay, 5.0)
+    raise AssertionError("unreachable")
+
+
+class _RetryingClient:
+    """An MlflowClient whose every method retries on a locked SQLite database."""
+
+    def __init__(self, uri: str):
+        self._client = MlflowClient(uri)
+
+    def __getattr__(self, name):
+        method = getattr(self._client, name)
+        return lambda *args, **kwargs: _retry_locked(method, *args, **kwargs)
 
 
 def is_local_store(uri: str) -> bool:
@@ -32,7 +62,7 @@ class Tracker:
     """The MLflow side of one cell."""
 
     def __init__(self, uri: str, experiment: str, artifacts: str | None = None):
-        self.client = MlflowClient(uri)
+        self.client = _RetryingClient(uri)
         self.experiment_id = self._experiment(experiment, uri, artifacts)
 
     def _experiment(self, name: str, uri: str, artifacts: str | None) -> str:
