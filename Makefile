@@ -13,6 +13,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: $(VENV)/.installed
 	$(PY) -m bpgrid.sweep +grid=quick
+	$(PY) -m bpgrid.report +grid=quick
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

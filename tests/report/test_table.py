@@ -1,0 +1,123 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from synthetic_runs import COLUMNS, write_store
+
+from bpgrid.report.build import build_report
+from bpgrid.report.table import ReportError, build_table, fetch_records
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{root}/mlflow.db"
+    write_store(uri)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def table(store):
+    records, _ = fetch_records(store, "synthetic", ["method"])
+    return build_table(records, "synthetic", COLUMNS, "sgd", 3.0)
+
+
+def test_numbers_statuses_marks_and_colours(table):
+    c = table.cells
+    assert table.rows == ["mnist", "cifar10"] and table.columns == COLUMNS
+    assert (c["mnist", "sgd"].value, c["mnist", "sgd"].marks) == (0.67, "")
+    assert c["mnist", "sgd"].best_lr_scale == 1.0
+    assert (c["mnist", "usf_bn_bm"].value, c["mnist", "usf_bn_bm"].marks) == (0.5, "†")
+    assert c["mnist", "nusf"].status == "failed" and c["mnist", "nusf"].value is None
+    assert c["mnist", "brsf_bn_bm"].status == "missing"
+    assert c["cifar10", "sgd"].value == pytest.approx(23.0)  # seeds 0 and 1: 22 and 24
+    assert c["cifar10", "sgd"].std == pytest.approx(2 ** 0.5)
+    assert c["cifar10", "sgd"].marks == "†*"  # best of seed 0 at scale 10; seed 1 has 1 run
+    assert c["cifar10", "usf_bn_bm"].colour == "better"  # 19.5 vs 23.0
+    assert c["cifar10", "nusf"].value == 40.6 and c["cifar10", "nusf"].colour == "worse"
+    assert c["cifar10", "nusf"].marks == "†*"
+    assert c["cifar10", "brsf_bn_bm"].status == "diverged"
+    assert c["cifar10", "frsf_bn_bm"].colour == "worse"  # exactly 3 points: coloured
+    assert c["mnist", "frsf_bn_bm"].colour == "worse"  # 3.67 vs 0.67
+    assert c["mnist", "usf_bn_bm"].colour == "" and c["cifar10", "sgd"].colour == ""
+
+
+@pytest.mark.parametrize("name", ["table.md", "table.tex"])
+def test_golden_files(store, tmp_path, name):
+    folder = build_report(store, "synthetic", ["method"], COLUMNS, "sgd", 3.0, tmp_path,
+                          plots=False)
+    assert (folder / name).read_text() == (GOLDEN / name).read_text()
+
+
+def test_all_formats_and_readme_are_written(store, tmp_path):
+    folder = build_report(store, "synthetic", ["method"], COLUMNS, "sgd", 3.0, tmp_path)
+    names = {p.name for p in folder.iterdir()}
+    assert {"table.md", "table.tex", "table_standalone.tex", "table.html", "table.csv",
+            "README.md", "curves_mnist.png", "curves_cifar10.png"} <= names
+    html = (folder / "table.html").read_text()
+    assert "background:#9ad9f5" in html and "<i>diverged</i>" in html
+    csv_rows = (folder / "table.csv").read_text().splitlines()
+    assert csv_rows[1].startswith("mnist,sgd,SGD,value,0.6700,,,,1.0,3,")
+    readme = (folder / "README.md").read_text()
+    assert "21 runs" in readme and "best validation error over all epochs and LR scales" in readme
+
+
+def test_baseline_from_another_grid(tmp_path):
+    uri = f"sqlite:///{tmp_path}/m.db"
+    write_store(uri, "base", [("mnist", "sgd", 0, 1, "FINISHED", "done", 1.0)])
+    write_store(uri, "flip", [("mnist", "brsf_bn_bm", 0, 1, "FINISHED", "done", 5.0)])
+    records, _ = fetch_records(uri, "flip", ["method"])
+    base, _ = fetch_records(uri, "base", ["method"])
+    table = build_table(records, "flip", [], "sgd", 3.0, base)
+    assert table.columns == ["sgd", "brsf_bn_bm"]
+    assert table.cells["mnist", "brsf_bn_bm"].colour == "worse"
+
+
+def test_no_runs_and_foreign_runs_are_clear_errors(tmp_path):
+    uri = f"sqlite:///{tmp_path}/m.db"
+    with pytest.raises(ReportError, match="no runs in the MLflow experiment 'nothing'.*sweep"):
+        fetch_records(uri, "nothing", ["method"])
+    write_store(uri, "mixed", [("mnist", "sgd", 0, 1, "FINISHED", "done", 1.0)])
+    write_store(uri, "other", [("mnist", "sgd", 0, 1, "FINISHED", "done", 1.0)])
+    from bpgrid.tracking import Tracker
+    t = Tracker(uri, "mixed")
+    run = t.start("x", {"lr_scale": "1.0", "seed": "0"}, {"grid": "other"})
+    t.finish(run)
+    with pytest.raises(ReportError, match=r"holds runs of grid\(s\) \['other'\]"):
+        fetch_records(uri, "mixed", ["method"])
+
+
+def test_command_line_writes_reports_of_a_grid(tmp_path):
+    uri = f"sqlite:///{tmp_path}/m.db"
+    write_store(uri, "quick", [("digits", "sgd", 0, 1, "FINISHED", "done", 2.0)])
+    out = subprocess.run([sys.executable, "-m", "bpgrid.report", "+grid=quick",
+                          f"tracking.uri={uri}", f"report.out_dir={tmp_path}/reports"],
+                         capture_output=True, text=True, check=True)
+    assert f"{tmp_path}/reports/quick/table.md" in out.stdout
+    assert "| digits | 2.00 |" in (tmp_path / "reports/quick/table.md").read_text()
+    bad = subprocess.run([sys.executable, "-m", "bpgrid.report", "+grid=experiment_a",
+                          f"tracking.uri={uri}"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no runs in the MLflow experiment 'experiment_a'" in bad.stderr
+
+
+@pytest.mark.latex
+def test_standalone_table_compiles_with_pdflatex(store, tmp_path):
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex is not installed (CI installs TeX Live)") \
+            if not _must_run() else pytest.fail("pdflatex missing with BPGRID_LATEX=1")
+    folder = build_report(store, "synthetic", ["method"], COLUMNS, "sgd", 3.0, tmp_path,
+                          plots=False)
+    for tex in ("table_standalone.tex",):
+        done = subprocess.run(["pdflatex", "-halt-on-error", "-interaction=nonstopmode", tex],
+                              cwd=folder, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout[-3000:]
+        assert (folder / tex.replace(".tex", ".pdf")).stat().st_size > 1000
+
+
+def _must_run() -> bool:
+    import os
+    return os.environ.get("BPGRID_LATEX") == "1"
