@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ class CellResult:
     cached: bool = False  # True when the stored result of a finished cell was returned
     run_id: str | None = None
     train_seconds: float = 0.0  # time spent in epochs, summed over all starts of the cell
+    cell_seconds: float = 0.0  # run_cell's whole time in its last start (setup, logging too)
     cell_dir: str = ""
     error: str | None = None
 
@@ -68,6 +70,7 @@ def _show_progress(mode: str) -> bool:
 
 def run_cell(cfg: DictConfig | dict) -> CellResult:
     """Train (or resume, or look up) the cell of this resolved config."""
+    start = time.perf_counter()
     validate(cfg)
     c = to_dict(cfg)
     cid = cell_id(c)
@@ -94,8 +97,9 @@ def run_cell(cfg: DictConfig | dict) -> CellResult:
         return CellResult(cid, "failed", None, None, None, epochs,
                           checkpoint["epoch"] if checkpoint else None, run_id=run_id,
                           cell_dir=str(cell_dir), error=f"{type(err).__name__}: {err}")
-    save_json(cell_dir / "result.json", asdict(result))
-    tracker.finish(run_id)
+    result.cell_seconds = time.perf_counter() - start
+    save_json(cell_dir / "result.json", asdict(result))  # before FINISHED: a kill in between
+    tracker.finish(run_id)  # leaves a stored result, never a finished run without one
     return result
 
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from bpgrid import schedule as S
-from bpgrid.data import Split, load_dataset
+from bpgrid.data import DatasetSplits, Split, load_dataset
 from bpgrid.feedback.convert import alignment_stats
 from bpgrid.losses import LOSSES
 from bpgrid.models import build_model, model_input_shape
@@ -54,14 +54,15 @@ def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
 class Trainer:
     """Dataset, model and optimizer of one cell (a plain-dict resolved config)."""
 
-    def __init__(self, c: dict[str, Any]):
+    def __init__(self, c: dict[str, Any], data: DatasetSplits | None = None):
+        """``data`` replaces the configured dataset (benchmarks on synthetic data)."""
         self.c, self.sched = c, c["schedule"]
         self.device = resolve_device(c["device"])
         model_cfg = dict(c["model"])
         model_name = model_cfg.pop("name")
         shape = model_input_shape(model_name)
         image = shape is not None and len(shape) == 3
-        self.data = load_dataset(
+        self.data = data or load_dataset(
             **c["dataset"], image_size=shape[1:] if image else None,
             channels=shape[0] if image else None, device=self.device,
             max_memory_mb=c["max_memory_mb"])
@@ -111,7 +112,10 @@ class Trainer:
                 idx = idx.to(self.device, non_blocking=True)
                 yield split.x[idx], split.y[idx]
         else:
-            loader = DataLoader(split, batch_sampler=[c.tolist() for c in chunks])
+            # its own generator: a DataLoader otherwise draws its base seed from the global RNG,
+            # which the feedback rules (brsf) and dropout use
+            loader = DataLoader(split, batch_sampler=[c.tolist() for c in chunks],
+                                generator=torch.Generator())
             for x, y in loader:
                 yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 

@@ -134,3 +134,15 @@ def test_killed_cell_resumes_to_exactly_the_uninterrupted_metrics(tmp_path):
     assert json.loads(again.stdout.strip().splitlines()[-1])["cached"] is True
     exp = client(killed).get_experiment_by_name("adhoc")
     assert len(client(killed).search_runs([exp.experiment_id])) == 1
+
+
+def test_results_identical_with_and_without_the_in_memory_fast_path(tmp_path):
+    """The fast path (dataset as device tensors, index batches) against streaming batches
+    through a DataLoader (forced by a memory budget of 0)."""
+    fast = run_cell(cfg_in(tmp_path / "fast", "method=brsf_bn_bm", "schedule.epochs=3"))
+    slow = run_cell(cfg_in(tmp_path / "slow", "method=brsf_bn_bm", "schedule.epochs=3",
+                           "max_memory_mb=0"))
+    assert fast.status == slow.status == "done"
+    for key in ("val_error", "train_loss", "train_error"):
+        assert history(tmp_path / "fast", fast.run_id, key) == \
+            history(tmp_path / "slow", slow.run_id, key), key
