@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from bpgrid.feedback import RULES, FeedbackConv2d, FeedbackLinear, UntiedConv2d
+from bpgrid.models import build_model
 
 TARGET = {"brsf": 1.15}
 DEFAULT_TARGET = 1.05
@@ -81,6 +82,32 @@ def rule_ratios(reps: int, device: str) -> None:
                   f"{ratio:6.3f} {target:6.2f} {flag}")
 
 
+def whole_net_ratios(reps: int, device: str) -> None:
+    """The paper's CIFAR net (uSF etc. on every layer, BN) against the same net with bp, whose
+    layers take PyTorch's native path: what a cell of Table 2 pays for its feedback rule."""
+    torch.manual_seed(0)
+    x = torch.randn(100, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (100,), device=device)
+
+    def step_of(rule):
+        net = build_model("liao_cifar", input_shape=(3, 32, 32), num_classes=10, feedback=rule,
+                          norm="bn").to(device)
+        opt = torch.optim.SGD(net.parameters(), lr=1e-6)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+            if device == "cuda":
+                torch.cuda.synchronize()
+        return step
+
+    med = race({rule: step_of(rule) for rule in RULES}, reps)
+    print("\nwhole CIFAR net of Liao et al. (BN, batch 100): step time against bp (native layers)")
+    for rule in RULES:
+        print(f"  {rule:6s} {med[rule] * 1e3:8.2f} ms  ratio {med[rule] / med['bp']:6.3f}")
+
+
 def parameter_bytes(module: nn.Module) -> int:
     tensors = list(module.parameters()) + list(module.buffers())
     return sum(t.numel() * t.element_size() for t in tensors)
@@ -113,6 +140,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}")
     rule_ratios(args.reps, args.device)
+    whole_net_ratios(max(5, args.reps // 4), args.device)
     untied_vs_dense(args.untied_reps, args.device, args.untied_batch)
 
 

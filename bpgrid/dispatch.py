@@ -166,6 +166,8 @@ def dispatch(configs: list[dict], kind: str, params: dict[str, Any], folder: Pat
     todo = [c for c, s in zip(configs, stored, strict=True) if s is None]
     print(f"sweep: {len(configs)} cells, {len(configs) - len(todo)} already finished, "
           f"{len(todo)} to run ({kind})", file=sys.stderr, flush=True)
+    # cells of one dataset run back to back, so a worker loads each dataset once
+    todo.sort(key=lambda c: json.dumps(c["dataset"], sort_keys=True))
     if todo:
         preflight(todo)
         prepare_store(todo[0]["tracking"]["uri"])

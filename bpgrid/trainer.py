@@ -6,7 +6,9 @@ read once per epoch.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -24,6 +26,14 @@ from bpgrid.models import build_model, model_input_shape
 from bpgrid.optim import BatchManhattan
 
 EVAL_BATCH = 1000
+
+
+@functools.lru_cache(maxsize=1)
+def _load(arguments: str) -> DatasetSplits:
+    """load_dataset, kept for the next cell of the same process: a worker runs a grid's cells
+    grouped by dataset, so each dataset is read (or generated) once per worker. Training only
+    reads the splits."""
+    return load_dataset(**json.loads(arguments))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -62,10 +72,10 @@ class Trainer:
         model_name = model_cfg.pop("name")
         shape = model_input_shape(model_name)
         image = shape is not None and len(shape) == 3
-        self.data = data or load_dataset(
-            **c["dataset"], image_size=shape[1:] if image else None,
-            channels=shape[0] if image else None, device=self.device,
-            max_memory_mb=c["max_memory_mb"])
+        self.data = data or _load(json.dumps({
+            **c["dataset"], "image_size": shape[1:] if image else None,
+            "channels": shape[0] if image else None, "device": str(self.device),
+            "max_memory_mb": c["max_memory_mb"]}, sort_keys=True))
         self.classification = self.data.task == "classification"
         torch.manual_seed(c["seed"])
         feedback = dict(c["feedback"])
