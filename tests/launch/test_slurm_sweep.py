@@ -1,5 +1,6 @@
 """A small grid through ``hydra/launcher=slurm`` on the real cluster, one cell cancelled."""
 
+import json
 import subprocess
 import sys
 import time
@@ -44,3 +45,32 @@ def test_slurm_sweep_finishes_the_others_and_reports_the_cancelled_cell(tmp_path
     assert len(finished) == 3
     assert all(len(client.get_metric_history(r.info.run_id, "val_error")) == 40
                for r in finished)
+
+
+def test_a_requeued_cell_resumes_from_its_checkpoint(tmp_path: Path, slurm_cluster):
+    """Preemption, as SLURM does it: the running task is requeued and starts again; the cell
+    continues from its last checkpoint into the same MLflow run."""
+    cmd = [sys.executable, "-m", "bpgrid.sweep", "+grid=quick", *local_overrides(tmp_path),
+           f"hydra.sweep.dir={tmp_path}/multirun", "hydra/launcher=slurm",
+           "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1",
+           "method=sgd", "dataset=digits", "lr_scale=10", "schedule.epochs=300"]
+    sweep = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.time() + 180
+    while not list((tmp_path / "cells").glob("*/checkpoint.pt")):
+        assert time.time() < deadline and sweep.poll() is None, "the cell never checkpointed"
+        time.sleep(0.2)
+    job = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i"], capture_output=True,
+                         text=True, check=True).stdout.split()[0]
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    out, err = sweep.communicate(timeout=600)  # slurmctld holds a requeued job ~2 minutes
+
+    assert sweep.returncode == 0, err[-3000:]
+    assert "sweep: 1 cells: 1 done" in out
+    result = json.loads(next((tmp_path / "cells").glob("*/result.json")).read_text())
+    assert result["epochs_run"] == 300 and 1 <= result["resumed_from_epoch"] < 300
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("quick").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "val_error")]
+    assert sorted(steps) == list(range(1, 301))
