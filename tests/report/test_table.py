@@ -121,3 +121,33 @@ def test_standalone_table_compiles_with_pdflatex(store, tmp_path):
 def _must_run() -> bool:
     import os
     return os.environ.get("BPGRID_LATEX") == "1"
+
+
+def _record(dataset, column, best, scale=1.0, status="done"):
+    from bpgrid.report.table import Record
+    return Record(dataset, column, column, scale, 0, status, best, f"run-{dataset}-{column}")
+
+
+def test_experiment_b_plot_of_error_against_flip_probability(tmp_path):
+    from bpgrid.report.figures import flip_prob_plot
+    records = [_record(d, f"{m}/{p}", 10 + 20 * p + (5 if m == "brsf_bn_bm" else 0))
+               for d in ("mnist", "cifar10") for m in ("brsf_bn_bm", "frsf_bn_bm")
+               for p in (0.0, 0.25, 0.5, 1.0)]
+    table = build_table(records, "experiment_b", [], "sgd", 3.0)
+    path = flip_prob_plot(table, tmp_path / "flip.png")
+    assert path.stat().st_size > 5000
+    assert flip_prob_plot(build_table([_record("mnist", "sgd", 1.0)], "a", [], "sgd", 3.0),
+                          tmp_path / "none.png") is None
+
+
+def test_paper_side_by_side_differences():
+    from bpgrid.report.paper import comparison, paper_numbers
+    paper = paper_numbers("experiment_a")
+    assert paper["cifar10", "sgd"] == 22.73
+    table = build_table([_record("cifar10", "sgd", 23.0), _record("cifar10", "nusf", 50.0),
+                         _record("mnist", "sgd", None, status="failed")], "experiment_a",
+                        ["sgd", "nusf"], "sgd", 3.0)
+    text, rows = comparison(table, paper)
+    assert "| CIFAR10 | 23.00 / 22.73 (+0.27) | 50.00 / 40.60 (+9.40) |" in text
+    assert "| MNIST | failed / 0.67 | missing / 0.60 |" in text
+    assert "cifar10,sgd,23.0000,22.73,0.2700" in rows
