@@ -173,8 +173,7 @@ def dispatch(configs: list[dict], kind: str, params: dict[str, Any], folder: Pat
         prepare_store(todo[0]["tracking"]["uri"])
     logs: dict[str, str] = {}
     if kind == "debug":
-        for c in todo:
-            run_cell(c)
+        work(todo)
     elif todo and kind == "local":
         workers = max(1, min(int(params.get("workers", 1)), len(todo)))
         threads = max(1, (os.cpu_count() or 1) // workers)
@@ -185,8 +184,7 @@ def dispatch(configs: list[dict], kind: str, params: dict[str, Any], folder: Pat
         jobs = _executor(kind, folder, params).map_array(SlurmCell(), todo)
         failed_jobs = _wait(jobs, len(jobs))
         for config, job in zip(todo, jobs, strict=True):
-            if str(job.job_id) in failed_jobs:
-                logs[cell_id(config)] = failed_jobs[str(job.job_id)]
+            logs[cell_id(config)] = failed_jobs.get(str(job.job_id), str(job.paths.stderr))
     return _summarise(configs, stored, logs, start)
 
 
@@ -206,7 +204,7 @@ def _summarise(configs, stored, logs, start) -> Summary:
         counts["failed"] += 1
         claim = cell_dir(config) / "claim.lock"
         log = logs.get(cid) or (claim.read_text().strip() if claim.exists() else "") or \
-            next(iter(logs.values()), "see the job logs")
+            "no job started it"
         failed.append({"cell_id": cid, "log": log})
     return Summary(len(configs), dict(counts), failed, time.perf_counter() - start, train)
 
