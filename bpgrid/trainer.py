@@ -116,15 +116,15 @@ class Trainer:
         """
         n = len(split)
         order = torch.randperm(n, generator=generator) if generator else torch.arange(n)
-        chunks = [c for c in order.split(size) if len(c) > 1 or n == 1]
-        if isinstance(split, Split):
-            for idx in chunks:
-                idx = idx.to(self.device, non_blocking=True)
+        if n > 1 and n % size == 1:
+            order = order[:-1]
+        if isinstance(split, Split):  # one index copy to the device per epoch, then gathers
+            for idx in order.to(self.device).split(size):
                 yield split.x[idx], split.y[idx]
         else:
             # its own generator: a DataLoader otherwise draws its base seed from the global RNG,
             # which the feedback rules (brsf) and dropout use
-            loader = DataLoader(split, batch_sampler=[c.tolist() for c in chunks],
+            loader = DataLoader(split, batch_sampler=[c.tolist() for c in order.split(size)],
                                 generator=torch.Generator())
             for x, y in loader:
                 yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
