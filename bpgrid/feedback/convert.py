@@ -16,16 +16,22 @@ def convertible_layers(module: nn.Module) -> list[str]:
     return [name for name, m in module.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)]
 
 
-def _select(names: list[str], layers: int | str | Collection[str]) -> list[str]:
-    if layers == "all":
+def select_layers(names: list[str], layers: int | str | Collection[str],
+                  what: str = "convertible") -> list[str]:
+    """``"all"``, the last k names for an int k, or the given names (checked), in model order."""
+    if isinstance(layers, str):
+        if layers != "all":
+            raise ValueError(f"layers must be 'all', an int or a list of layer names {names}, "
+                             f"got {layers!r}")
         return names
     if isinstance(layers, int):
         if not 0 <= layers <= len(names):
-            raise ValueError(f"layers={layers}: the model has {len(names)} convertible layers")
+            raise ValueError(f"layers={layers}: the model has {len(names)} {what} layers "
+                             f"{names}")
         return names[len(names) - layers:]
     unknown = sorted(set(layers) - set(names))
     if unknown:
-        raise ValueError(f"no convertible layer named {unknown}; choices: {names}")
+        raise ValueError(f"no {what} layer named {unknown}; choices: {names}")
     return [n for n in names if n in set(layers)]
 
 
@@ -61,7 +67,7 @@ def convert(module: nn.Module, rule: str | FeedbackRule,
     """
     rule = make_rule(rule, **rule_kwargs)
     names = convertible_layers(module)
-    for name in _select(names, layers):
+    for name in select_layers(names, layers):
         parent_name, _, child = name.rpartition(".")
         parent = module.get_submodule(parent_name) if parent_name else module
         if not child:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bpgrid.feedback import FeedbackConv2d, FeedbackLinear, FeedbackRule, UntiedConv2d, make_rule
+from bpgrid.feedback.convert import select_layers
 from bpgrid.models.spec import FC, Conv, Layer, Pool, weight_layer_names
 
 NORMS = ("none", "bn", "bn_affine")
@@ -25,24 +26,6 @@ def check_choice(key: str, value, choices: Collection[str]) -> None:
     """ValueError naming the key and the valid choices unless ``value`` is one of them."""
     if value not in choices:
         raise ValueError(f"unknown {key} {value!r}; valid choices: {', '.join(choices)}")
-
-
-def select_layers(names: list[str], layers: int | str | Collection[str]) -> list[str]:
-    """``"all"``, the last k names for an int k, or the given names (checked), in model order."""
-    if isinstance(layers, str):
-        if layers != "all":
-            raise ValueError(f"feedback_layers must be 'all', an int or a list of layer names "
-                             f"{names}, got {layers!r}")
-        return names
-    if isinstance(layers, int):
-        if not 0 <= layers <= len(names):
-            raise ValueError(f"feedback_layers={layers}: the model has {len(names)} weight "
-                             f"layers {names}")
-        return names[len(names) - layers:]
-    unknown = sorted(set(layers) - set(names))
-    if unknown:
-        raise ValueError(f"no weight layer named {unknown}; choices: {names}")
-    return [n for n in names if n in set(layers)]
 
 
 def _check_prob(key: str, p: float) -> None:
@@ -94,7 +77,7 @@ class FeedbackNet(nn.Sequential):
         names = weight_layer_names(tuple(layers))
         if not names:
             raise ValueError(f"{arch} has no conv or FC layer")
-        asymmetric = set(select_layers(names, feedback_layers))
+        asymmetric = set(select_layers(names, feedback_layers, "weight"))
         rule = make_rule(rule)
         shape, weight_names, pools = self._input_shape, iter(names), 0
         for spec in layers:

@@ -52,9 +52,9 @@ def test_select_layers():
     assert select_layers(names, 2) == ["fc1", "fc2"] and select_layers(names, 0) == []
     assert select_layers(names, ["fc2", "conv1"]) == ["conv1", "fc2"]
     with pytest.raises(ValueError, match=r"has 3 weight layers"):
-        select_layers(names, 4)
+        select_layers(names, 4, "weight")
     with pytest.raises(ValueError, match=r"no weight layer named \['fc9'\]"):
-        select_layers(names, ["fc9"])
+        select_layers(names, ["fc9"], "weight")
     with pytest.raises(ValueError, match="'all', an int or a list"):
         select_layers(names, "last")
 
