@@ -166,3 +166,13 @@ def test_killed_sweep_rerun_finishes_every_cell_once(tmp_path):
     assert all(r[0].info.status == "FINISHED" for r in runs.values())
     for cid, mtime in finished.items():  # finished cells were not retrained
         assert (results / cid / "result.json").stat().st_mtime_ns == mtime
+
+
+def test_missing_dataset_files_stop_the_sweep_before_any_cell_runs(tmp_path):
+    out = subprocess.run(sweep_cmd(tmp_path, "dataset=mnist", f"dataset.root={tmp_path}/none",
+                                   "method=sgd", "lr_scale=1", "hydra/launcher=debug"),
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert f"dataset mnist: no directory {tmp_path}/none" in out.stderr
+    assert "dataset.download=true" in out.stderr
+    assert not (tmp_path / "cells").exists() and not (tmp_path / "mlflow.db").exists()
