@@ -8,8 +8,6 @@ the gradient W would send, at the cost of one extra input-gradient product.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -153,7 +151,3 @@ def untied_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, feedback: Tens
     return _UntiedConv2dFB.apply(x, weight, bias, feedback, stats, tuple(kernel_size),
                                  tuple(stride), tuple(padding))
 
-
-def fan_in_of(weight_shape: torch.Size, untied: bool = False) -> int:
-    """Inputs feeding one output unit: in_features, or kh·kw·in_channels."""
-    return weight_shape[-1] if untied else math.prod(weight_shape[1:])

@@ -69,6 +69,15 @@ class FeedbackMixin:
     def _feedback_repr(self) -> str:
         return f"rule={self.rule!r}" + (", alignment=True" if self.alignment else "")
 
+    def reset_parameters(self) -> None:
+        """The PyTorch layer's initialisation, then fresh feedback state for the new weight."""
+        super().reset_parameters()
+        if hasattr(self, "rule"):  # the layer's own __init__ calls this before the rule exists
+            self.reset_feedback()
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, {self._feedback_repr()}"
+
 
 class FeedbackLinear(FeedbackMixin, nn.Linear):
     """nn.Linear whose backward uses the feedback rule's V for dE/dx."""
@@ -83,19 +92,11 @@ class FeedbackLinear(FeedbackMixin, nn.Linear):
     def fan_in(self) -> int:
         return self.in_features
 
-    def reset_parameters(self) -> None:
-        super().reset_parameters()
-        if hasattr(self, "rule"):
-            self.reset_feedback()
-
     def forward(self, x: Tensor) -> Tensor:
         if self._use_native(x):
             return F.linear(x, self.weight, self.bias)
         v, stats = self._prepare()
         return FB.linear(x, self.weight, self.bias, v, stats)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, {self._feedback_repr()}"
 
 
 class FeedbackConv2d(FeedbackMixin, nn.Conv2d):
@@ -112,12 +113,7 @@ class FeedbackConv2d(FeedbackMixin, nn.Conv2d):
 
     @property
     def fan_in(self) -> int:
-        return FB.fan_in_of(self.weight.shape)
-
-    def reset_parameters(self) -> None:
-        super().reset_parameters()
-        if hasattr(self, "rule"):
-            self.reset_feedback()
+        return math.prod(self.weight.shape[1:])  # kh·kw·in_channels
 
     def forward(self, x: Tensor) -> Tensor:
         if self._use_native(x):
@@ -125,9 +121,6 @@ class FeedbackConv2d(FeedbackMixin, nn.Conv2d):
         v, stats = self._prepare()
         return FB.conv2d(x, self.weight, self.bias, v, self.stride, self.padding, self.dilation,
                          stats)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, {self._feedback_repr()}"
 
 
 class UntiedConv2d(FeedbackMixin, nn.Module):
@@ -160,7 +153,7 @@ class UntiedConv2d(FeedbackMixin, nn.Module):
 
     @property
     def fan_in(self) -> int:
-        return FB.fan_in_of(self.weight.shape, untied=True)
+        return self.weight.shape[-1]  # in_channels·kh·kw
 
     def reset_parameters(self) -> None:
         """Each position's kernel initialised as nn.Conv2d initialises its one kernel."""
