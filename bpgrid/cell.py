@@ -8,6 +8,7 @@ its stored result without training. A failure never writes a result, so the cell
 
 from __future__ import annotations
 
+import functools
 import math
 import subprocess
 import sys
@@ -47,6 +48,7 @@ class CellResult:
     error: str | None = None
 
 
+@functools.cache
 def code_version() -> str:
     """The git commit of the package, or its version when not in a git checkout."""
     try:

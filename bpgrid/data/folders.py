@@ -186,81 +186,29 @@ def icub(*, root: Path, download: bool, seed: int) -> RawDataset:
     return _dataset(Sample(classes, *pairs), root, seed)
 
 
-def _sampled_manual(
-    name: str,
-    root: Path,
-    download: bool,
-    seed: int,
-    n_classes: int | None,
-    n_train: int,
-    n_test: int,
-) -> RawDataset:
-    how = _manual(name, download)
-    return sampled_tree(
-        name, root, how, seed=seed, n_classes=n_classes, n_train=n_train, n_test=n_test
-    )
+def _manual_tree(name: str, doc: str, classes: int, train: int, test: int):
+    """The loader of a class-per-folder dataset downloaded by hand, with the paper's counts as
+    its option defaults (the registry reads a loader's options from its signature)."""
+
+    def load(*, root: Path, download: bool, seed: int, n_classes: int | None = classes,
+             n_train: int = train, n_test: int = test) -> RawDataset:
+        return sampled_tree(name, root, _manual(name, download), seed=seed,
+                            n_classes=n_classes, n_train=n_train, n_test=n_test)
+
+    load.__name__ = load.__qualname__ = name
+    load.__doc__ = doc
+    return load
 
 
-def flowers17(
-    *,
-    root: Path,
-    download: bool,
-    seed: int,
-    n_classes: int | None = 17,
-    n_train: int = 40,
-    n_test: int = 20,
-) -> RawDataset:
-    """Oxford Flowers-17: 17 classes, seeded 40 train / 20 test per class."""
-    return _sampled_manual("flowers17", root, download, seed, n_classes, n_train, n_test)
-
-
-def pubfig83_id(
-    *,
-    root: Path,
-    download: bool,
-    seed: int,
-    n_classes: int | None = 80,
-    n_train: int = 85,
-    n_test: int = 15,
-) -> RawDataset:
-    """PubFig83-ID: 80 random identities, 85 train / 15 test per identity."""
-    return _sampled_manual("pubfig83_id", root, download, seed, n_classes, n_train, n_test)
-
-
-def sufr_w_id(
-    *,
-    root: Path,
-    download: bool,
-    seed: int,
-    n_classes: int | None = 80,
-    n_train: int = 10,
-    n_test: int = 5,
-) -> RawDataset:
-    """SUFR-W-ID: 80 random identities, 10 train / 5 test per identity."""
-    return _sampled_manual("sufr_w_id", root, download, seed, n_classes, n_train, n_test)
-
-
-def lfw_id(
-    *,
-    root: Path,
-    download: bool,
-    seed: int,
-    n_classes: int | None = 80,
-    n_train: int = 10,
-    n_test: int = 5,
-) -> RawDataset:
-    """LFW-ID: 80 random identities, 10 train / 5 test per identity."""
-    return _sampled_manual("lfw_id", root, download, seed, n_classes, n_train, n_test)
-
-
-def mit_indoor67(
-    *,
-    root: Path,
-    download: bool,
-    seed: int,
-    n_classes: int | None = 67,
-    n_train: int = 80,
-    n_test: int = 20,
-) -> RawDataset:
-    """MIT Indoor-67 (Scene67): 67 classes, 80 train / 20 test per class."""
-    return _sampled_manual("mit_indoor67", root, download, seed, n_classes, n_train, n_test)
+flowers17 = _manual_tree(
+    "flowers17", "Oxford Flowers-17: 17 classes, seeded 40 train / 20 test per class.", 17, 40, 20)
+pubfig83_id = _manual_tree(
+    "pubfig83_id", "PubFig83-ID: 80 random identities, 85 train / 15 test per identity.",
+    80, 85, 15)
+sufr_w_id = _manual_tree(
+    "sufr_w_id", "SUFR-W-ID: 80 random identities, 10 train / 5 test per identity.", 80, 10, 5)
+lfw_id = _manual_tree(
+    "lfw_id", "LFW-ID: 80 random identities, 10 train / 5 test per identity.", 80, 10, 5)
+mit_indoor67 = _manual_tree(
+    "mit_indoor67", "MIT Indoor-67 (Scene67): 67 classes, 80 train / 20 test per class.",
+    67, 80, 20)
