@@ -66,6 +66,11 @@ def _best(history: list[dict[str, float]]) -> tuple[float | None, int | None]:
     return min(scored) if scored else (None, None)
 
 
+def _diverged(history: list[dict[str, float]]) -> bool:
+    """The last epoch's training loss was not finite (Liao et al.'s exploding gradients)."""
+    return bool(history) and not math.isfinite(history[-1]["train_loss"])
+
+
 def _show_progress(mode: str) -> bool:
     return mode == "always" or (mode == "auto" and sys.stderr.isatty())
 
@@ -118,13 +123,14 @@ def _train(c: dict[str, Any], cid: str, cell_dir: Path, checkpoint: dict | None,
         for h in history:
             if h["epoch"] not in logged:
                 tracker.log_metrics(run_id, h, h["epoch"])
-    epochs, diverged = c["schedule"]["epochs"], False
+    epochs = c["schedule"]["epochs"]
     progress = _show_progress(c["progress"])
     for epoch in range(len(history) + 1, epochs + 1):
+        if _diverged(history):  # also when resuming a cell that had diverged before its end
+            break
         metrics = {"epoch": epoch, **trainer.train_epoch(epoch)}
         train_seconds += metrics["epoch_time"]
         history.append(metrics)
-        diverged = not math.isfinite(metrics["train_loss"])
         save_checkpoint(cell_dir / "checkpoint.pt", {
             "epoch": epoch, "state": trainer.state(), "history": history, "run_id": run_id,
             "train_seconds": train_seconds})
@@ -133,11 +139,9 @@ def _train(c: dict[str, Any], cid: str, cell_dir: Path, checkpoint: dict | None,
             print(f"[{cid}] epoch {epoch}/{epochs} loss {metrics['train_loss']:.4f} "
                   f"val {metrics['val_error']:.2f} ({metrics['epoch_time']:.1f}s)",
                   file=sys.stderr, flush=True)
-        if diverged:
-            break
     best, best_epoch = _best(history)
     result = CellResult(
-        cid, "diverged" if diverged else "done", best, best_epoch,
+        cid, "diverged" if _diverged(history) else "done", best, best_epoch,
         finite(history[-1]["val_error"]), len(history), resumed_from, run_id=run_id,
         train_seconds=train_seconds, cell_dir=str(cell_dir))
     _record_end(c, cell_dir, history, result, tracker)

@@ -89,6 +89,13 @@ def test_divergence_is_a_result_keeping_the_best_error_so_far(workdir):
     run = client(workdir).get_run(result.run_id)
     assert run.info.status == "FINISHED" and run.data.metrics["diverged"] == 1
 
+    # killed after its last checkpoint but before its result: a restart trains no further
+    (Path(result.cell_dir) / "result.json").unlink()
+    again = run_cell(cfg_in(workdir, "dataset=teacher_linear", "feedback=usf",
+                            "lr_scale=1e4", "schedule.epochs=30"))
+    assert again.status == "diverged" and again.epochs_run == result.epochs_run
+    assert again.best_val_error == result.best_val_error
+
 
 def test_failure_marks_the_run_failed_with_the_error_and_writes_no_result(workdir):
     result = run_cell(cfg_in(workdir, "dataset=mnist", f"dataset.root={workdir}/none"))
