@@ -110,13 +110,13 @@ class Trainer:
 
     def batches(self, split, size: int, generator: torch.Generator | None
                 ) -> Iterator[tuple[Tensor, Tensor]]:
-        """Minibatches in the generator's order (or in order when None).
+        """Training minibatches in the generator's order, or evaluation batches in order (None).
 
-        A final batch of one sample is dropped: BatchNorm cannot normalise it.
+        A final training batch of one sample is dropped: BatchNorm cannot normalise it.
         """
         n = len(split)
         order = torch.randperm(n, generator=generator) if generator else torch.arange(n)
-        if n > 1 and n % size == 1:
+        if generator is not None and n > 1 and n % size == 1:
             order = order[:-1]
         if isinstance(split, Split):  # one index copy to the device per epoch, then gathers
             for idx in order.to(self.device).split(size):

@@ -12,7 +12,7 @@ from composing import compose_config, local_overrides
 from mlflow.tracking import MlflowClient
 
 from bpgrid.cell import run_cell
-from bpgrid.config import cell_id
+from bpgrid.config import cell_id, to_dict
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -153,3 +153,21 @@ def test_results_identical_with_and_without_the_in_memory_fast_path(tmp_path):
     for key in ("val_error", "train_loss", "train_error"):
         assert history(tmp_path / "fast", fast.run_id, key) == \
             history(tmp_path / "slow", slow.run_id, key), key
+
+
+def test_evaluation_counts_every_test_sample_even_a_lone_last_one(tmp_path):
+    """1001 test samples at evaluation batches of 1000: the last one must be scored too."""
+    import torch
+
+    from bpgrid.data import DatasetSplits, Split
+    from bpgrid.trainer import Trainer
+
+    x, y = torch.zeros(1001, 1, 8, 8), torch.zeros(1001, dtype=torch.long)
+    y[-1] = 1  # every sample is class 0 but the last
+    data = DatasetSplits("lone", Split(x, y), Split(x, y), 2, (1, 8, 8), "classification", {})
+    trainer = Trainer(to_dict(cfg_in(tmp_path)), data)
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.zero_()
+        trainer.model[-1].bias[0] = 1.0  # predicts class 0 for every input
+    assert trainer.evaluate() == pytest.approx(100.0 / 1001)
