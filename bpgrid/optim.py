@@ -41,22 +41,24 @@ class BatchManhattan(Optimizer):
         for group in self.param_groups:
             lr, m, d, setting = (group["lr"], group["momentum"], group["weight_decay"],
                                  group["setting"])
-            for w in group["params"]:
-                if w.grad is None:
-                    continue
-                state = self.state[w]
-                if "buffer" not in state:  # τ(t-1) for settings 1 and 2, κ(t-1) for setting 3
-                    state["buffer"] = torch.zeros_like(w)
-                buf = state["buffer"]
-                # accumulator = -sign(g) + m·buffer - d·w, written into the buffer in place
-                buf.mul_(m).sub_(torch.sign(w.grad))
-                if d:
-                    buf.sub_(w, alpha=d)
-                if setting == 1:
-                    w.add_(buf, alpha=lr)
-                elif setting == 2:
-                    buf.sign_()
-                    w.add_(buf, alpha=lr)
-                else:
-                    w.add_(torch.sign(buf), alpha=lr)
+            params = [w for w in group["params"] if w.grad is not None]
+            if not params:
+                continue
+            for w in params:  # τ(t-1) for settings 1 and 2, κ(t-1) for setting 3
+                if "buffer" not in self.state[w]:
+                    self.state[w]["buffer"] = torch.zeros_like(w)
+            bufs = [self.state[w]["buffer"] for w in params]
+            # one multi-tensor kernel per operation for all the group's tensors (torch.optim's
+            # foreach style): accumulator = -sign(g) + m·buffer - d·w, in place in the buffers
+            torch._foreach_mul_(bufs, m)
+            torch._foreach_sub_(bufs, torch._foreach_sign([w.grad for w in params]))
+            if d:
+                torch._foreach_sub_(bufs, params, alpha=d)
+            if setting == 1:
+                torch._foreach_add_(params, bufs, alpha=lr)
+            elif setting == 2:
+                torch._foreach_sign_(bufs)
+                torch._foreach_add_(params, bufs, alpha=lr)
+            else:
+                torch._foreach_add_(params, torch._foreach_sign(bufs), alpha=lr)
         return loss
