@@ -112,6 +112,8 @@ def validate(cfg: DictConfig | Mapping) -> None:
     _choice("optimizer", opt.get("name"), OPTIMIZERS)
     if opt["name"] == "bm":
         _choice("optimizer.setting", opt.get("setting"), BatchManhattan.SETTINGS)
+    _check("cuda_graphs", isinstance(c.get("cuda_graphs", True), bool),
+           f"must be true or false, got {c.get('cuda_graphs')!r}")
     _check("lr_scale", isinstance(c["lr_scale"], int | float) and c["lr_scale"] > 0,
            f"must be a positive number, got {c['lr_scale']!r}")
     _check("schedule.epochs", isinstance(sched["epochs"], int) and sched["epochs"] >= 1,
