@@ -10,6 +10,7 @@ no cell is trained twice at once, not even by two sweeps.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -23,6 +24,7 @@ from typing import Any
 import submitit
 import torch
 
+from bpgrid import mps
 from bpgrid.cell import run_cell
 from bpgrid.checkpoint import load_json, save_json
 from bpgrid.config import cell_id
@@ -132,9 +134,8 @@ def _executor(kind: str, folder: Path, params: dict[str, Any]):
     return executor
 
 
-def _local_plan(configs: list[dict], workers: int) -> list[list[dict]]:
+def _local_plan(configs: list[dict], workers: int, gpus: int) -> list[list[dict]]:
     """The same ordered list for every worker; with GPUs, worker i runs on GPU i mod n."""
-    gpus = torch.cuda.device_count()
     plans = []
     for i in range(workers):
         device = f"cuda:{i % gpus}" if gpus else "cpu"
@@ -168,6 +169,9 @@ def dispatch(configs: list[dict], kind: str, params: dict[str, Any], folder: Pat
           f"{len(todo)} to run ({kind})", file=sys.stderr, flush=True)
     # cells of one dataset run back to back, so a worker loads each dataset once
     todo.sort(key=lambda c: json.dumps(c["dataset"], sort_keys=True))
+    workers = max(1, min(int(params.get("workers", 1)), len(todo)))
+    gpus = torch.cuda.device_count() if kind == "local" else 0
+    share = kind == "local" and mps.wanted(params.get("mps", "auto"), workers, gpus)
     if todo:
         preflight(todo)
         prepare_store(todo[0]["tracking"]["uri"])
@@ -175,11 +179,15 @@ def dispatch(configs: list[dict], kind: str, params: dict[str, Any], folder: Pat
     if kind == "debug":
         work(todo)
     elif todo and kind == "local":
-        workers = max(1, min(int(params.get("workers", 1)), len(todo)))
         threads = max(1, (os.cpu_count() or 1) // workers)
-        executor = _executor(kind, folder, params)
-        jobs = [executor.submit(work, plan, threads) for plan in _local_plan(todo, workers)]
-        _wait(jobs, len(jobs))  # a dead worker's cells point at its log via their claim
+        with mps.daemon() if share else contextlib.nullcontext(False) as shared:
+            if shared:
+                print(f"sweep: {workers} workers share {gpus} GPU(s) through a CUDA MPS daemon",
+                      file=sys.stderr, flush=True)
+            executor = _executor(kind, folder, params)
+            jobs = [executor.submit(work, plan, threads)
+                    for plan in _local_plan(todo, workers, gpus)]
+            _wait(jobs, len(jobs))  # a dead worker's cells point at its log via their claim
     elif todo:
         jobs = _executor(kind, folder, params).map_array(SlurmCell(), todo)
         failed_jobs = _wait(jobs, len(jobs))

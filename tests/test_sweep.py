@@ -139,6 +139,15 @@ def test_bad_values_stop_the_sweep_before_anything_starts(tmp_path):
     assert not (tmp_path / "cells").exists() and not (tmp_path / "mlflow.db").exists()
 
 
+def test_bad_launcher_mps_value_stops_the_sweep_before_anything_starts(tmp_path):
+    out = subprocess.run(sweep_cmd(tmp_path, "method=sgd", "hydra/launcher=local",
+                                   "hydra.launcher.mps=sometimes"),
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "hydra.launcher.mps='sometimes' is not valid" in out.stderr
+    assert not (tmp_path / "cells").exists() and not (tmp_path / "mlflow.db").exists()
+
+
 def test_dry_run_counts_without_launching(tmp_path):
     out = subprocess.run(sweep_cmd(tmp_path, "grid.dry_run=true"), cwd=tmp_path,
                          capture_output=True, text=True, check=True)
