@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch.optim import Optimizer
 
+from bpgrid.checks import check_fraction
+
 
 class BatchManhattan(Optimizer):
     """w(t+1) = w(t) + lr·τ(t), with the paper's settings 1–3 (m momentum, d weight decay).
@@ -25,8 +27,7 @@ class BatchManhattan(Optimizer):
                              f"got {setting!r}")
         if not lr > 0:
             raise ValueError(f"lr must be positive, got {lr!r}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}")
+        check_fraction("momentum", momentum, allow_one=False)
         if weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
         super().__init__(params, {"lr": lr, "setting": setting, "momentum": momentum,
