@@ -17,9 +17,9 @@ from bpgrid.data.splits import DatasetSplits, RawDataset
 
 #: Where a dataset's files come from, and what that means for the user.
 SOURCES = {
-    "embedded": "none: made here or bundled with a package",
+    "embedded": "none needed: made here or bundled with a package",
     "torchvision": "`dataset.download=true` fetches them with torchvision",
-    "manual": "by hand; a missing file's error says from where",
+    "manual": "by hand (a missing file's error says from where)",
 }
 COMMON = ("root", "download", "seed")  # every loader's arguments, set by load_dataset
 PREPARATION = ("image_size", "channels", "device", "max_memory_mb")
