@@ -1,5 +1,4 @@
-"""The optimizers a config can name, and Batch Manhattan: the sign of the batch gradient
-(Liao et al. §3, eq. 3).
+"""Batch Manhattan (Liao et al. §3, eq. 3) and the registry of optimizers a config can name.
 
 An optimizer is a function ``(params, lr, *, capturable, **options) -> Optimizer`` registered under
 its config name; its keyword options (with defaults) are the keys of ``conf/optimizer/*.yaml``.
