@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-fast bench lint slurm-up slurm-down
+.PHONY: demo test test-fast bench lint readme slurm-up slurm-down
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ bench: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+
+readme: $(VENV)/.installed
+	$(PY) -m bpgrid.choices
 
 slurm-up:
 	bash launch/slurm_local.sh up

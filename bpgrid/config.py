@@ -1,30 +1,35 @@
 """A cell's resolved config: its identity (the hash of its factors) and its validation.
 
 A cell is a pure function of its factors; everything else in the config (tracking, paths,
-device, progress) says where and how it runs, not what it computes.
+device, progress) says where and how it runs, not what it computes. The valid names and keys come
+from the registries (datasets, models, feedback rules, norms, optimizers, losses), never from a
+list kept here.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from bpgrid.checks import check_fraction
 from bpgrid.data import DATASETS, dataset_options
+from bpgrid.data.registry import COMMON as DATASET_COMMON
 from bpgrid.feedback import make_rule
-from bpgrid.models import MODELS, get_model
-from bpgrid.models.build import FREEZE
-from bpgrid.models.net import NORMS
-from bpgrid.optim import BatchManhattan
+from bpgrid.losses import LOSSES
+from bpgrid.models import ACTIVATIONS, FREEZE, MODELS, NORMS, build_model, get_model
+from bpgrid.optim import OPTIMIZERS, BatchManhattan, optimizer_options
 
 FACTORS = ("dataset", "model", "feedback", "norm", "optimizer", "schedule", "lr_scale", "seed",
            "alignment")
-OPTIMIZERS = ("sgd", "bm", "adam")
-LOSSES = ("cross_entropy", "hinge", "mse")
-MODEL_COMMON = ("name", "activation", "dropout", "freeze", "pretrained_first_layer")
+#: build_model's arguments that come from elsewhere than the model group: the data, the
+#: feedback and norm groups, and ``alignment``
+SET_ELSEWHERE = ("input_shape", "num_classes", "feedback", "feedback_layers", "feedback_options",
+                 "norm", "alignment")
 
 
 class ConfigError(ValueError):
@@ -64,6 +69,13 @@ def flat_params(cfg: DictConfig | Mapping) -> dict[str, str]:
     return out
 
 
+def model_keys(name: str) -> set[str]:
+    """The keys of a model config: ``name``, build_model's own options and the model's options."""
+    params = inspect.signature(build_model).parameters.values()
+    common = {p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in SET_ELSEWHERE}
+    return {"name", *common, *get_model(name).options()}
+
+
 def _choice(key: str, value: Any, choices) -> None:
     if value not in choices:
         raise ConfigError(f"{key}={value!r} is not valid; choose one of: "
@@ -80,6 +92,23 @@ def _keys(group: str, name: str, keys, allowed) -> None:
 def _check(key: str, ok: bool, what: str) -> None:
     if not ok:
         raise ConfigError(f"{key}: {what}")
+
+
+def _fraction(key: str, value: Any, *, allow_one: bool) -> None:
+    _check(key, isinstance(value, int | float), f"must be a number, got {value!r}")
+    try:
+        check_fraction(key, value, allow_one=allow_one)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _method(method: Any) -> None:
+    """A method (a table column) is a preset of factors with a name and a label."""
+    _check("method", isinstance(method, Mapping), f"must name a conf/method preset, got {method!r}")
+    for key in ("name", "label"):
+        value = method.get(key)
+        _check(f"method.{key}", isinstance(value, str) and value != "",
+               f"must be a non-empty string, got {value!r}")
 
 
 def _steps(c: dict, epochs_key: str, values_key: str) -> None:
@@ -99,19 +128,23 @@ def validate(cfg: DictConfig | Mapping) -> None:
     ds, model, fb, opt, sched = c["dataset"], c["model"], c["feedback"], c["optimizer"], \
         c["schedule"]
     _choice("dataset", ds.get("name"), sorted(DATASETS))
-    _keys("dataset", ds["name"], ds, {"name", "root", "download", "seed",
-                                      *dataset_options(ds["name"])})
+    _keys("dataset", ds["name"], ds, {"name", *DATASET_COMMON, *dataset_options(ds["name"])})
     _choice("model", model.get("name"), sorted(MODELS))
-    _keys("model", model["name"], model, {*MODEL_COMMON, *get_model(model["name"]).options()})
+    _keys("model", model["name"], model, model_keys(model["name"]))
     _choice("model.freeze", model.get("freeze", "none"), FREEZE)
+    _choice("model.activation", model.get("activation", "relu"), ACTIVATIONS)
+    _fraction("model.dropout", model.get("dropout", 0.0), allow_one=False)
     try:
         make_rule(fb.get("name"), **{k: v for k, v in fb.items() if k not in ("name", "layers")})
     except ValueError as err:
         raise ConfigError(f"feedback: {err}") from None
     _choice("norm", c["norm"].get("name"), NORMS)
     _choice("optimizer", opt.get("name"), OPTIMIZERS)
+    _keys("optimizer", opt["name"], opt, {"name", *optimizer_options(opt["name"])})
     if opt["name"] == "bm":
         _choice("optimizer.setting", opt.get("setting"), BatchManhattan.SETTINGS)
+    if "method" in c:
+        _method(c["method"])
     _check("cuda_graphs", isinstance(c.get("cuda_graphs", True), bool),
            f"must be true or false, got {c.get('cuda_graphs')!r}")
     _check("lr_scale", isinstance(c["lr_scale"], int | float) and c["lr_scale"] > 0,

@@ -1,9 +1,19 @@
-"""Batch Manhattan: update with the sign of the batch gradient (Liao et al. §3, eq. 3)."""
+"""Batch Manhattan (Liao et al. §3, eq. 3) and the registry of optimizers a config can name.
+
+An optimizer is a function ``(params, lr, *, capturable, **options) -> Optimizer`` registered under
+its config name; its keyword options (with defaults) are the keys of ``conf/optimizer/*.yaml``.
+"""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
 import torch
 from torch.optim import Optimizer
+
+from bpgrid.checks import check_fraction
 
 
 class BatchManhattan(Optimizer):
@@ -25,8 +35,7 @@ class BatchManhattan(Optimizer):
                              f"got {setting!r}")
         if not lr > 0:
             raise ValueError(f"lr must be positive, got {lr!r}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}")
+        check_fraction("momentum", momentum, allow_one=False)
         if weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
         super().__init__(params, {"lr": lr, "setting": setting, "momentum": momentum,
@@ -62,3 +71,71 @@ class BatchManhattan(Optimizer):
             else:
                 torch._foreach_add_(params, torch._foreach_sign(bufs), alpha=lr)
         return loss
+
+
+OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {}
+#: arguments of a registered optimizer that the trainer sets, not the config
+RUN_ARGUMENTS = ("params", "lr", "capturable")
+
+
+def register(name: str):
+    """Decorator: make an optimizer function available to configs as ``optimizer.name=<name>``."""
+
+    def decorate(make: Callable[..., Optimizer]) -> Callable[..., Optimizer]:
+        OPTIMIZERS[name] = make
+        return make
+
+    return decorate
+
+
+@register("sgd")
+def sgd(params, lr: float, *, capturable: bool = False, momentum: float = 0.9,
+        weight_decay: float = 5e-4) -> Optimizer:
+    """SGD with momentum and weight decay (Liao et al. §3, setting 0)."""
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+@register("bm")
+def batch_manhattan(params, lr: float, *, capturable: bool = False, setting: int = 1,
+                    momentum: float = 0.9, weight_decay: float = 5e-4) -> Optimizer:
+    """Batch Manhattan, settings 1-3 (Liao et al. §3); its step can sit in a CUDA graph as is."""
+    return BatchManhattan(params, lr=lr, setting=setting, momentum=momentum,
+                          weight_decay=weight_decay)
+
+
+@register("adam")
+def adam(params, lr: float, *, capturable: bool = False,
+         betas: Sequence[float] = (0.9, 0.999), weight_decay: float = 0.0) -> Optimizer:
+    """Adam (the reference report); ``capturable`` keeps its step count on the device, so its
+    step can sit in a CUDA graph."""
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay,
+                            capturable=capturable)
+
+
+def get_optimizer(name: str) -> Callable[..., Optimizer]:
+    """The registered optimizer function; ValueError listing the valid names for an unknown one."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name]
+
+
+def optimizer_options(name: str) -> dict[str, Any]:
+    """An optimizer's config options (beyond ``name``) and their defaults."""
+    parameters = inspect.signature(get_optimizer(name)).parameters.values()
+    return {p.name: p.default for p in parameters if p.name not in RUN_ARGUMENTS}
+
+
+def build_optimizer(cfg: Mapping[str, Any], params, *, capturable: bool = False,
+                    lr: float = 1.0) -> Optimizer:
+    """The optimizer of an ``optimizer`` config group (``name`` and options) for ``params``.
+
+    ``lr`` is a placeholder when the schedule sets the LR every epoch; ``capturable`` asks for an
+    optimizer whose step can be captured in a CUDA graph. Unknown names and options raise
+    ValueError naming the valid ones.
+    """
+    options = {k: v for k, v in cfg.items() if k != "name"}
+    unknown = sorted(set(options) - set(optimizer_options(cfg["name"])))
+    if unknown:
+        raise ValueError(f"optimizer {cfg['name']!r} takes no option {', '.join(unknown)}; "
+                         f"valid options: {', '.join(optimizer_options(cfg['name']))}")
+    return get_optimizer(cfg["name"])(params, lr, capturable=capturable, **options)

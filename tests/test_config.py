@@ -3,8 +3,7 @@ from pathlib import Path
 import pytest
 from composing import CONF, compose_config
 
-from bpgrid.config import ConfigError, cell_id, flat_params, validate
-from bpgrid.models import DEFAULT_MODEL
+from bpgrid.config import ConfigError, cell_id, flat_params, model_keys, validate
 
 
 def options(group: str) -> list[str]:
@@ -18,11 +17,23 @@ def test_every_option_of_every_group_composes_and_validates(group):
         validate(compose_config([f"{group}={option}"]))
 
 
+#: Liao et al. Table 1's net of each dataset; small nets for the embedded sets
+TABLE_1 = {"mnist": "liao_mnist", "cifar10": "liao_cifar", "cifar100": "liao_cifar",
+           "svhn": "liao_svhn", "timit80": "liao_fc", "digits": "small_cnn", "mnist1d": "mlp",
+           "teacher_linear": "mlp", "teacher_nonlinear": "mlp"}
+
+
 @pytest.mark.parametrize("dataset", options("dataset"))
 def test_dataset_picks_its_default_model_and_command_line_model_wins(dataset):
     cfg = compose_config([f"dataset={dataset}"])
-    assert cfg.model.name == DEFAULT_MODEL[dataset]
+    assert cfg.model.name == TABLE_1.get(dataset, "liao_others")  # Table 1's "All others"
     assert compose_config([f"dataset={dataset}", "model=liao_fc"]).model.name == "liao_fc"
+
+
+def test_teacher_tasks_default_to_lillicraps_nets():
+    assert compose_config(["dataset=teacher_linear"]).model.hidden == []
+    cfg = compose_config(["dataset=teacher_nonlinear"]).model
+    assert (list(cfg.hidden), cfg.activation) == ([20], "tanh")
 
 
 def test_method_sets_factors_and_a_factor_on_the_command_line_wins():
@@ -51,6 +62,16 @@ def test_cell_id_depends_on_factors_only():
     assert len(cell_id(a)) == 12
 
 
+def test_known_cell_ids_stay_the_same(monkeypatch):
+    """Cell ids name checkpoints and MLflow runs: a config change must not rename old cells."""
+    monkeypatch.setenv("BPGRID_DATA", "/datasets")
+    assert cell_id(compose_config([])) == "330b01a21c3e"
+    assert cell_id(compose_config(["dataset=mnist", "method=usf_bn_bm", "lr_scale=10",
+                                   "seed=2"])) == "da584b34d0e5"
+    assert cell_id(compose_config(["dataset=teacher_nonlinear", "method=rndf", "schedule=report",
+                                   "optimizer=adam"])) == "f39ec66eccb9"
+
+
 def test_params_are_flat_dotted_factors():
     params = flat_params(compose_config(["feedback=frsf", "feedback.flip_prob=0.5"]))
     assert params["feedback.flip_prob"] == "0.5" and params["dataset.name"] == "digits"
@@ -68,10 +89,25 @@ def test_params_are_flat_dotted_factors():
     (["+model.depth=3"], "model.depth is not an option of model 'small_cnn'; valid options:"),
     (["+dataset.colour=1"], "dataset.colour is not an option of dataset 'digits'"),
     (["optimizer=bm1", "optimizer.setting=7"], "optimizer.setting=7 is not valid"),
+    (["optimizer.name=rmsprop"], "optimizer='rmsprop' is not valid; choose one of: sgd, bm, adam"),
+    (["+optimizer.nesterov=true"], "optimizer.nesterov is not an option of optimizer 'sgd'; valid "
+                                   "options: momentum, name, weight_decay"),
+    (["norm.name=ln"], "norm='ln' is not valid; choose one of: none, bn, bn_affine"),
+    (["model.activation=gelu"], "model.activation='gelu' is not valid; choose one of: relu, tanh"),
+    (["model.dropout=1.0"], r"model.dropout must lie in \[0, 1\), got 1.0"),
+    (["model.dropout=half"], "model.dropout: must be a number, got 'half'"),
+    (["feedback=kp", "feedback.decay=1.0"], r"feedback: decay must lie in \[0, 1\)"),
+    (["method.label="], "method.label: must be a non-empty string, got ''"),
 ])
 def test_bad_values_name_the_key_and_the_choices(override, message):
     with pytest.raises(ConfigError, match=message):
         validate(compose_config(override))
+
+
+def test_model_keys_are_build_model_arguments_and_the_models_options():
+    common = {"name", "activation", "dropout", "freeze", "pretrained_first_layer"}
+    assert model_keys("liao_cifar") == common
+    assert model_keys("mlp") == common | {"hidden"}
 
 
 def test_conf_dir_is_the_repository_conf():

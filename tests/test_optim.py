@@ -1,7 +1,12 @@
+from pathlib import Path
+
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from bpgrid.optim import BatchManhattan
+from bpgrid.optim import OPTIMIZERS, BatchManhattan, build_optimizer, optimizer_options
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "optimizer"
 
 W0 = [0.5, -1.0, 0.0]
 GRADS = [[-0.3, 0.0, -2.0], [-0.1, 0.4, -0.5], [0.2, -0.3, 1.0]]
@@ -69,3 +74,38 @@ def test_params_without_grad_are_left_alone():
     a.grad = torch.tensor([1.0, -1.0])
     opt.step()
     assert a.tolist() == [0.5, 1.5] and b.tolist() == [1.0, 1.0]
+
+
+def test_registered_optimizers_and_their_options():
+    assert list(OPTIMIZERS) == ["sgd", "bm", "adam"]
+    assert optimizer_options("bm") == {"setting": 1, "momentum": 0.9, "weight_decay": 5e-4}
+    assert optimizer_options("adam") == {"betas": (0.9, 0.999), "weight_decay": 0.0}
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; valid optimizers: sgd, bm"):
+        optimizer_options("rmsprop")
+
+
+@pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_optimizer_config_builds_with_its_values(path):
+    cfg = OmegaConf.load(path)  # as Hydra hands it over: betas a ListConfig
+    w = torch.nn.Parameter(torch.zeros(3))
+    opt = build_optimizer(cfg, [w])
+    kind = {"sgd": torch.optim.SGD, "bm": BatchManhattan, "adam": torch.optim.Adam}[cfg.name]
+    assert type(opt) is kind
+    group = opt.param_groups[0]
+    assert group["lr"] == 1.0  # the placeholder the schedule replaces
+    for key, value in OmegaConf.to_container(cfg).items():
+        if key != "name":
+            assert group[key] == (tuple(value) if isinstance(value, list) else value), key
+
+
+def test_adam_is_capturable_on_request_only():
+    w = torch.nn.Parameter(torch.zeros(1))
+    assert build_optimizer({"name": "adam"}, [w], capturable=True).defaults["capturable"]
+    assert not build_optimizer({"name": "adam"}, [w]).defaults["capturable"]
+
+
+def test_unknown_option_names_the_valid_ones():
+    w = torch.nn.Parameter(torch.zeros(1))
+    with pytest.raises(ValueError, match="'sgd' takes no option nesterov; valid options: momentum, "
+                                         "weight_decay"):
+        build_optimizer({"name": "sgd", "nesterov": True}, [w])

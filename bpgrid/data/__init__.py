@@ -7,19 +7,31 @@
 Modules: ``vision`` (standard-split benchmarks in torchvision's layout), ``folders``
 (class-per-folder trees sampled with the paper's protocol), ``timit`` (feature files), ``embedded``
 (no files), ``formats`` (file readers), ``sampling`` (per-class protocol), ``prepare`` (resize,
-standardize, in memory or streamed), ``registry`` (names and ``load_dataset``).
+standardize, in memory or streamed), ``registry`` (each dataset's name, loader, table label and
+files, and ``load_dataset``).
 """
 
 from bpgrid.data.prepare import StreamingSplit
-from bpgrid.data.registry import DATASETS, dataset_options, default_root, load_dataset
+from bpgrid.data.registry import (
+    DATASETS,
+    DatasetDef,
+    dataset_label,
+    dataset_options,
+    default_root,
+    get_dataset,
+    load_dataset,
+)
 from bpgrid.data.splits import DatasetSplits, Split
 
 __all__ = [
     "DATASETS",
+    "DatasetDef",
     "DatasetSplits",
     "Split",
     "StreamingSplit",
+    "dataset_label",
     "dataset_options",
     "default_root",
+    "get_dataset",
     "load_dataset",
 ]

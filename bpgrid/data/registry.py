@@ -1,10 +1,11 @@
-"""The dataset registry and ``load_dataset``, the one entry point the trainer calls."""
+"""The dataset registry (name, loader, table label, source of the files) and ``load_dataset``."""
 
 from __future__ import annotations
 
 import inspect
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,38 +15,101 @@ from bpgrid.data import embedded, folders, timit, vision
 from bpgrid.data.prepare import Preparation, prepare_splits
 from bpgrid.data.splits import DatasetSplits, RawDataset
 
-DATASETS: dict[str, Callable[..., RawDataset]] = {
-    "mnist": vision.mnist,
-    "cifar10": vision.cifar10,
-    "cifar100": vision.cifar100,
-    "svhn": vision.svhn,
-    "stl10": vision.stl10,
-    "flowers102": vision.flowers102,
-    "caltech101": folders.caltech101,
-    "caltech256_101": folders.caltech256_101,
-    "icub": folders.icub,
-    "flowers17": folders.flowers17,
-    "pubfig83_id": folders.pubfig83_id,
-    "sufr_w_id": folders.sufr_w_id,
-    "lfw_id": folders.lfw_id,
-    "mit_indoor67": folders.mit_indoor67,
-    "timit80": timit.timit80,
-    "digits": embedded.digits,
-    "mnist1d": embedded.mnist1d,
-    "teacher_linear": embedded.teacher_linear,
-    "teacher_nonlinear": embedded.teacher_nonlinear,
+#: Where a dataset's files come from, and what that means for the user.
+SOURCES = {
+    "embedded": "none needed: made here or bundled with a package",
+    "torchvision": "`dataset.download=true` fetches them with torchvision",
+    "manual": "by hand (a missing file's error says from where)",
 }
-EMBEDDED = frozenset({"digits", "mnist1d", "teacher_linear", "teacher_nonlinear"})
 COMMON = ("root", "download", "seed")  # every loader's arguments, set by load_dataset
 PREPARATION = ("image_size", "channels", "device", "max_memory_mb")
 
 
-def dataset_options(name: str) -> dict[str, Any]:
-    """A dataset's own options and their defaults (beyond root, download and seed)."""
+@dataclass(frozen=True)
+class DatasetDef:
+    """A dataset: its loader, its row label in the tables, and where its files come from.
+
+    ``layout`` is the files the loader reads under ``dataset.root`` (empty for embedded data).
+    """
+
+    name: str
+    load: Callable[..., RawDataset]
+    label: str
+    source: str  # a key of SOURCES
+    layout: str = ""
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ValueError(f"dataset {self.name}: source {self.source!r} is not one of "
+                             f"{', '.join(SOURCES)}")
+
+    @property
+    def embedded(self) -> bool:
+        """True when the data needs no file and no network (``root`` is ignored)."""
+        return self.source == "embedded"
+
+    @property
+    def downloadable(self) -> bool:
+        """True when ``download=True`` fetches the files with torchvision."""
+        return self.source == "torchvision"
+
+    def options(self) -> dict[str, Any]:
+        """The dataset's own options and their defaults (beyond root, download and seed)."""
+        parameters = inspect.signature(self.load).parameters.values()
+        return {p.name: p.default for p in parameters if p.name not in COMMON}
+
+
+def _by_name(*defs: DatasetDef) -> dict[str, DatasetDef]:
+    return {d.name: d for d in defs}
+
+
+#: Every dataset, in the row order of Liao et al.'s Table 2, then the embedded ones.
+DATASETS: dict[str, DatasetDef] = _by_name(
+    DatasetDef("mnist", vision.mnist, "MNIST", "torchvision",
+               "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]"),
+    DatasetDef("cifar10", vision.cifar10, "CIFAR10", "torchvision",
+               "cifar-10-batches-py/{data_batch_1..5,test_batch}"),
+    DatasetDef("cifar100", vision.cifar100, "CIFAR100", "torchvision",
+               "cifar-100-python/{train,test}"),
+    DatasetDef("svhn", vision.svhn, "SVHN", "torchvision", "{train,test}_32x32.mat"),
+    DatasetDef("stl10", vision.stl10, "STL10", "torchvision",
+               "stl10_binary/{train,test}_{X,y}.bin"),
+    DatasetDef("caltech101", folders.caltech101, "Cal101", "torchvision",
+               "caltech101/101_ObjectCategories/<class>/<image>"),
+    DatasetDef("caltech256_101", folders.caltech256_101, "Cal256-101", "torchvision",
+               "caltech256/256_ObjectCategories/<class>/<image>"),
+    DatasetDef("icub", folders.icub, "iCub", "manual", "{train,test}/<class>/<image>"),
+    DatasetDef("flowers17", folders.flowers17, "Flowers17", "manual", "<class>/<image>"),
+    DatasetDef("flowers102", vision.flowers102, "Flowers102", "torchvision",
+               "flowers-102/{jpg/,imagelabels.mat,setid.mat}"),
+    DatasetDef("pubfig83_id", folders.pubfig83_id, "PubFig83-ID", "manual", "<identity>/<image>"),
+    DatasetDef("sufr_w_id", folders.sufr_w_id, "SUFR-W-ID", "manual", "<identity>/<image>"),
+    DatasetDef("lfw_id", folders.lfw_id, "LFW-ID", "manual", "<identity>/<image>"),
+    DatasetDef("mit_indoor67", folders.mit_indoor67, "MIT-indoor67", "manual", "<class>/<image>"),
+    DatasetDef("timit80", timit.timit80, "TIMIT80", "manual", "{features,labels}.npy"),
+    DatasetDef("digits", embedded.digits, "digits", "embedded"),
+    DatasetDef("mnist1d", embedded.mnist1d, "MNIST-1D", "embedded"),
+    DatasetDef("teacher_linear", embedded.teacher_linear, "teacher (linear)", "embedded"),
+    DatasetDef("teacher_nonlinear", embedded.teacher_nonlinear, "teacher (tanh)", "embedded"),
+)
+EMBEDDED = frozenset(name for name, d in DATASETS.items() if d.embedded)
+
+
+def get_dataset(name: str) -> DatasetDef:
+    """The registered dataset; ValueError listing the valid names for an unknown one."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}")
-    parameters = inspect.signature(DATASETS[name]).parameters.values()
-    return {p.name: p.default for p in parameters if p.name not in COMMON}
+    return DATASETS[name]
+
+
+def dataset_options(name: str) -> dict[str, Any]:
+    """A dataset's own options and their defaults (beyond root, download and seed)."""
+    return get_dataset(name).options()
+
+
+def dataset_label(name: str) -> str:
+    """The dataset's row label in the tables; the name itself for a dataset no longer known."""
+    return DATASETS[name].label if name in DATASETS else name
 
 
 def default_root(name: str) -> Path:
@@ -80,7 +144,8 @@ def load_dataset(
     per channel with train-split statistics. Each split is a ``Split`` of tensors on ``device``
     when it fits in ``max_memory_mb``, else a streaming ``Dataset`` of CPU tensors.
     """
-    valid = dataset_options(name)
+    dataset = get_dataset(name)
+    valid = dataset.options()
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ValueError(
@@ -90,11 +155,11 @@ def load_dataset(
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
     size = _image_size(image_size)
-    if name in EMBEDDED:
+    if dataset.embedded:
         root = None
     else:
         root = default_root(name) if root is None else Path(root)
-    raw = DATASETS[name](root=root, download=download, seed=seed, **options)
+    raw = dataset.load(root=root, download=download, seed=seed, **options)
     if (size is not None or channels is not None) and not raw.train.is_image:
         shape = tuple(raw.train.x.shape[1:])
         raise ValueError(

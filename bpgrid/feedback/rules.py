@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from bpgrid.checks import check_fraction
+
 RULES: dict[str, type[FeedbackRule]] = {}
 
 
@@ -42,11 +44,6 @@ class FeedbackRule:
     def feedback(self, weight: Tensor, state: dict[str, Tensor], fan_in: int) -> Tensor:
         """V for this training step (called once per training forward pass)."""
         raise NotImplementedError
-
-
-def _check_prob(name: str, p: float) -> None:
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1], got {p!r}")
 
 
 def _check_sigma(sigma: float) -> None:
@@ -128,7 +125,7 @@ class BrSF(FeedbackRule):
     flip_prob: float = 0.0
 
     def __post_init__(self):
-        _check_prob("flip_prob", self.flip_prob)
+        check_fraction("flip_prob", self.flip_prob, allow_one=True)
 
     def feedback(self, weight, state, fan_in):
         w = weight.detach()
@@ -148,7 +145,7 @@ class FrSF(FeedbackRule):
     flip_prob: float = 0.0
 
     def __post_init__(self):
-        _check_prob("flip_prob", self.flip_prob)
+        check_fraction("flip_prob", self.flip_prob, allow_one=True)
 
     def init_state(self, weight):
         signed = _signed_magnitude(weight.shape, self.flip_prob, weight.detach())
@@ -196,7 +193,7 @@ class KP(FeedbackRule):
 
     def __post_init__(self):
         _check_sigma(self.sigma)
-        _check_prob("decay", self.decay)
+        check_fraction("decay", self.decay, allow_one=False)
 
     def init_state(self, weight):
         w = weight.detach()

@@ -14,6 +14,7 @@ from collections.abc import Collection, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bpgrid.checks import check_fraction
 from bpgrid.feedback import FeedbackConv2d, FeedbackLinear, FeedbackRule, UntiedConv2d, make_rule
 from bpgrid.feedback.convert import select_layers
 from bpgrid.models.spec import FC, Conv, Layer, Pool, weight_layer_names
@@ -26,11 +27,6 @@ def check_choice(key: str, value, choices: Collection[str]) -> None:
     """ValueError naming the key and the valid choices unless ``value`` is one of them."""
     if value not in choices:
         raise ValueError(f"unknown {key} {value!r}; valid choices: {', '.join(choices)}")
-
-
-def _check_prob(key: str, p: float) -> None:
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"{key} must lie in [0, 1), got {p!r}")
 
 
 class Pool2d(nn.Module):
@@ -71,7 +67,7 @@ class FeedbackNet(nn.Sequential):
                  arch: str = "model"):
         check_choice("norm", norm, NORMS)
         check_choice("activation", activation, ACTIVATIONS)
-        _check_prob("dropout", dropout)
+        check_fraction("dropout", dropout, allow_one=False)
         super().__init__()
         self._arch, self._input_shape = arch, tuple(int(s) for s in input_shape)
         names = weight_layer_names(tuple(layers))
@@ -155,7 +151,7 @@ class FeedbackNet(nn.Sequential):
             self.add_module(f"{name}_norm", batch_norm(shape[0], affine=norm == "bn_affine"))
         self.add_module(f"{name}_act", ACTIVATIONS[activation]())
         p = spec.dropout if isinstance(spec, Conv) else dropout
-        _check_prob(f"{name} dropout", p)
+        check_fraction(f"{name} dropout", p, allow_one=False)
         if p > 0:
             self.add_module(f"{name}_drop", nn.Dropout(p))
 

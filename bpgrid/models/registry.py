@@ -1,7 +1,8 @@
-"""The model registry, the fixed input shapes of the papers' nets, and each dataset's default model.
+"""The model registry and the fixed input shapes of the papers' nets.
 
 A model is a function ``(num_classes, **options) -> layer spec`` registered under its name; its
-keyword options (with defaults) are the model-specific keys of ``conf/model/<name>.yaml``.
+keyword options (with defaults) are the model-specific keys of ``conf/model/<name>.yaml``. Each
+dataset's default model is the one its ``conf/dataset/<name>.yaml`` picks.
 """
 
 from __future__ import annotations
@@ -62,25 +63,3 @@ def model_input_shape(name: str) -> tuple[int, ...] | None:
     """(C, H, W) or (D,) the paper fed this net (images are resized to it); None if flexible."""
     return get_model(name).input_shape
 
-
-#: Dataset config name -> default model (Liao et al. Table 1; small nets for the embedded sets).
-DEFAULT_MODEL: dict[str, str] = {
-    "mnist": "liao_mnist",
-    "cifar10": "liao_cifar",
-    "cifar100": "liao_cifar",
-    "svhn": "liao_svhn",
-    "timit80": "liao_fc",
-    **{name: "liao_others" for name in (
-        "stl10", "caltech101", "caltech256_101", "icub", "flowers17", "flowers102",
-        "pubfig83_id", "sufr_w_id", "lfw_id", "mit_indoor67")},
-    "digits": "small_cnn",
-    "mnist1d": "mlp",
-    "teacher_linear": "mlp",
-    "teacher_nonlinear": "mlp",
-}
-
-#: build_model options that differ from the model's defaults for a dataset's default model.
-DEFAULT_MODEL_OPTIONS: dict[str, dict[str, Any]] = {
-    "teacher_linear": {"hidden": []},
-    "teacher_nonlinear": {"hidden": [20], "activation": "tanh"},
-}

@@ -6,7 +6,8 @@ import csv
 import html
 import io
 
-from bpgrid.report.table import DATASET_LABELS, EDGE, PARTIAL, Cell, Table
+from bpgrid.data import dataset_label
+from bpgrid.report.table import EDGE, PARTIAL, Cell, Table
 
 COLOURS = {"worse": ("yellow!60", "#fff176"), "better": ("cyan!30", "#9ad9f5")}
 MD_COLOUR = {"worse": " ▲", "better": " ▼"}
@@ -33,7 +34,7 @@ def colour_legend(table: Table) -> str:
 
 
 def row_label(dataset: str) -> str:
-    return DATASET_LABELS.get(dataset, dataset)
+    return dataset_label(dataset)
 
 
 def markdown(table: Table) -> str:

@@ -15,14 +15,8 @@ from dataclasses import dataclass, field
 
 from mlflow.tracking import MlflowClient
 
-DATASET_LABELS = {
-    "mnist": "MNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100", "svhn": "SVHN",
-    "stl10": "STL10", "caltech101": "Cal101", "caltech256_101": "Cal256-101", "icub": "iCub",
-    "flowers17": "Flowers17", "flowers102": "Flowers102", "pubfig83_id": "PubFig83-ID",
-    "sufr_w_id": "SUFR-W-ID", "lfw_id": "LFW-ID", "mit_indoor67": "MIT-indoor67",
-    "timit80": "TIMIT80", "digits": "digits", "mnist1d": "MNIST-1D",
-    "teacher_linear": "teacher (linear)", "teacher_nonlinear": "teacher (tanh)",
-}
+from bpgrid.data import DATASETS
+
 EDGE, PARTIAL = "†", "*"
 
 
@@ -145,7 +139,7 @@ def build_table(records: list[Record], grid: str, columns: list[str], baseline: 
                 threshold: float, baseline_records: list[Record] | None = None) -> Table:
     """Aggregate records into cells, in the grid's column order, coloured against baseline."""
     scales = sorted({r.lr_scale for r in records})
-    rows = _ordered({r.dataset for r in records}, list(DATASET_LABELS))
+    rows = _ordered({r.dataset for r in records}, list(DATASETS))
     cols = _ordered({r.column for r in records}, columns)
     labels = {r.column: r.label for r in records}
     groups: dict[tuple[str, str], list[Record]] = defaultdict(list)

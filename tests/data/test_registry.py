@@ -1,10 +1,20 @@
+import itertools
+import re
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from bpgrid.data import DATASETS, dataset_options, default_root, load_dataset
-from bpgrid.data.registry import COMMON, EMBEDDED
+from bpgrid.data import (
+    DATASETS,
+    dataset_label,
+    dataset_options,
+    default_root,
+    folders,
+    load_dataset,
+    vision,
+)
+from bpgrid.data.registry import COMMON, EMBEDDED, SOURCES, DatasetDef
 
 CONFIGS = Path(__file__).parents[2] / "conf" / "dataset"
 
@@ -57,3 +67,65 @@ def test_an_embedded_config_loads_as_is():
     config.pop("defaults")  # Hydra consumes it when composing
     data = load_dataset(**config)
     assert data.name == "teacher_linear" and len(data.train) == 10000
+
+
+def test_labels_are_the_tables_row_labels_in_table_2s_order():
+    assert [d.label for d in DATASETS.values()] == [
+        "MNIST", "CIFAR10", "CIFAR100", "SVHN", "STL10", "Cal101", "Cal256-101", "iCub",
+        "Flowers17", "Flowers102", "PubFig83-ID", "SUFR-W-ID", "LFW-ID", "MIT-indoor67", "TIMIT80",
+        "digits", "MNIST-1D", "teacher (linear)", "teacher (tanh)"]
+    assert dataset_label("caltech256_101") == "Cal256-101"
+    assert dataset_label("retired_set") == "retired_set"  # runs of a dataset no longer known
+    assert len({d.label for d in DATASETS.values()}) == len(DATASETS)
+
+
+def test_every_source_is_described_and_embedded_follows_it():
+    assert {d.source for d in DATASETS.values()} == set(SOURCES)
+    assert EMBEDDED == {"digits", "mnist1d", "teacher_linear", "teacher_nonlinear"}
+    assert all(bool(d.layout) != d.embedded for d in DATASETS.values())
+    with pytest.raises(ValueError, match="source 'ftp' is not one of embedded, torchvision"):
+        DatasetDef("x", vision.mnist, "X", "ftp")
+
+
+class Fetched(Exception):
+    """Raised instead of downloading."""
+
+
+FILE_DATASETS = [name for name, d in DATASETS.items() if not d.embedded]
+
+
+@pytest.mark.parametrize("name", FILE_DATASETS)
+def test_download_is_offered_exactly_where_torchvision_can_fetch(name, tmp_path, monkeypatch):
+    def fetch(*args, **kwargs):
+        raise Fetched
+
+    monkeypatch.setattr(vision, "download_with_torchvision", fetch)
+    monkeypatch.setattr(folders, "download_with_torchvision", fetch)
+    if DATASETS[name].downloadable:
+        with pytest.raises(Fetched):
+            load_dataset(name, root=tmp_path, download=True)
+    else:
+        with pytest.raises(ValueError, match=f"{name} cannot be downloaded automatically"):
+            load_dataset(name, root=tmp_path, download=True)
+
+
+def expansions(pattern: str) -> list[str]:
+    """Every string a shell brace pattern such as ``{a,b}_{X,y}.bin`` stands for."""
+    parts = re.split(r"\{([^}]*)\}", pattern)
+    choices = [[p] if i % 2 == 0 else p.split(",") for i, p in enumerate(parts)]
+    return ["".join(c) for c in itertools.product(*choices)]
+
+
+def test_expansions():
+    assert expansions("d/{a,b}_{X,y}.bin") == ["d/a_X.bin", "d/a_y.bin", "d/b_X.bin", "d/b_y.bin"]
+
+
+@pytest.mark.parametrize("name", FILE_DATASETS)
+def test_layout_names_the_first_file_the_loader_misses(name, tmp_path):
+    root = tmp_path / "empty"
+    with pytest.raises(FileNotFoundError) as err:
+        load_dataset(name, root=root)
+    missing = Path(re.match(rf"{name}: (.+) not found", str(err.value)).group(1))
+    relative = "" if missing == root else missing.relative_to(root).as_posix()
+    assert any(e.startswith(relative) for e in expansions(DATASETS[name].layout)), \
+        f"{relative} is not in {DATASETS[name].layout}"

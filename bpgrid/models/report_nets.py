@@ -1,4 +1,4 @@
-"""The reference report's nets: dense DS/DD nets and Poggio's net, with tied or untied convs.
+"""The reference report's `report_*` nets: dense DS/DD nets and Poggio's net, tied or untied.
 
 Which layers get fixed (R, rule ``rndf``) or updated (R*, rule ``kp``) random feedback is
 ``build_model(feedback_layers=k)``; tanh is ``activation="tanh"``; §6's fixed first layer is
