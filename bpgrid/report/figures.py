@@ -35,10 +35,11 @@ def flip_prob_plot(table: Table, path: Path) -> Path | None:
     return path
 
 
-def _histories(client: MlflowClient, run_id: str, prefix: str) -> dict[str, list]:
+def _curve(client: MlflowClient, run_id: str, prefix: str) -> pd.Series:
+    """The mean by epoch of the run's metrics named ``prefix...``; empty when it has none."""
     keys = [k for k in client.get_run(run_id).data.metrics if k.startswith(prefix)]
-    return {k: sorted((m.step, m.value) for m in client.get_metric_history(run_id, k))
-            for k in keys}
+    return pd.DataFrame({k: {m.step: m.value for m in client.get_metric_history(run_id, k)}
+                         for k in keys}).sort_index().mean(axis=1)
 
 
 def curves(table: Table, uri: str, folder: Path) -> list[Path]:
@@ -55,14 +56,10 @@ def curves(table: Table, uri: str, folder: Path) -> list[Path]:
             fig, ax = plt.subplots(figsize=(6, 4))
             drawn = False
             for c, run_id in best.items():
-                hist = _histories(client, run_id, prefix)
-                if not hist:
-                    continue
-                epochs = [s for s, _ in next(iter(hist.values()))]
-                mean = [sum(h[i][1] for h in hist.values()) / len(hist)
-                        for i in range(len(epochs))]
-                ax.plot(epochs, mean, label=table.column_labels[c])
-                drawn = True
+                curve = _curve(client, run_id, prefix)
+                if not curve.empty:
+                    ax.plot(curve.index, curve.to_numpy(), label=table.column_labels[c])
+                    drawn = True
             if drawn:
                 ax.set_title(f"{table.grid}: {table.row_labels[d]}")
                 ax.set_xlabel("epoch")

@@ -208,3 +208,19 @@ def test_paper_side_by_side_differences():
     assert "| CIFAR10 | 23.00 / 22.73 (+0.27) | 50.00 / 40.60 (+9.40) |" in text
     assert "| MNIST | failed / 0.67 | missing / 0.60 |" in text
     assert "cifar10,sgd,23.0000,22.73,0.2700" in rows
+
+
+def test_alignment_curve_is_the_mean_angle_over_layers(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from bpgrid.report.figures import _curve, curves
+    uri = f"sqlite:///{tmp_path}/m.db"
+    write_store(uri, "align", [("mnist", "sgd", 0, 1, "FINISHED", "done", 1.0)])
+    table = build_table(fetch_records(uri, "align", ["method"]), "align", [], "sgd", 3.0)
+    client, run = MlflowClient(uri), cells(table)["mnist", "sgd"].best_run
+    for epoch, (first, second) in enumerate([(80, 60), (70, 50), (60, 40)], 1):
+        client.log_metric(run, "grad_angle/0", first, step=epoch)
+        client.log_metric(run, "grad_angle/1", second, step=epoch)
+    assert _curve(client, run, "grad_angle/").to_dict() == {1: 70.0, 2: 60.0, 3: 50.0}
+    assert [p.name for p in curves(table, uri, tmp_path)] == ["curves_mnist.png",
+                                                               "alignment_mnist.png"]
