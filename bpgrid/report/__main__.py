@@ -11,7 +11,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from bpgrid.report.build import build_report
-from bpgrid.report.table import ReportError
+from bpgrid.report.records import ReportError
 
 CONF = Path(__file__).resolve().parent.parent.parent / "conf"
 

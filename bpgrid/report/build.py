@@ -7,26 +7,24 @@ from pathlib import Path
 
 from bpgrid.report import figures, render
 from bpgrid.report.paper import comparison, paper_numbers
-from bpgrid.report.table import Table, build_table, fetch_records
+from bpgrid.report.records import fetch_records
+from bpgrid.report.table import Table, build_table
 
 
 def build_report(uri: str, grid: str, column_key: list[str], columns: list[str],
                  baseline: str, threshold: float, out_dir: Path,
                  baseline_grid: str | None = None, plots: bool = True) -> Path:
     """Read the grid's runs from MLflow and write ``out_dir/<grid>/``; returns that folder."""
-    records, versions = fetch_records(uri, grid, column_key)
-    baseline_records = None
-    if baseline_grid:
-        baseline_records, _ = fetch_records(uri, baseline_grid, ["method"])
+    records = fetch_records(uri, grid, column_key)
+    baseline_records = fetch_records(uri, baseline_grid, ["method"]) if baseline_grid else None
     table = build_table(records, grid, columns, baseline, threshold, baseline_records)
-    table.code_versions = versions
     folder = Path(out_dir) / grid
     folder.mkdir(parents=True, exist_ok=True)
     outputs = {"table.md": render.markdown(table), "table.tex": render.latex(table),
                "table_standalone.tex": render.latex_standalone(table),
                "table.html": render.html_table(table), "table.csv": render.csv_table(table)}
     paper = paper_numbers(grid)
-    if paper:
+    if not paper.empty:
         outputs["paper_vs_run.md"], outputs["paper_vs_run.csv"] = comparison(table, paper)
     for name, text in outputs.items():
         (folder / name).write_text(text)
@@ -39,9 +37,7 @@ def build_report(uri: str, grid: str, column_key: list[str], columns: list[str],
 
 
 def _readme(table: Table, uri: str, baseline_grid: str | None, outputs, pictures) -> str:
-    counts: dict[str, int] = {}
-    for cell in table.cells.values():
-        counts[cell.status] = counts.get(cell.status, 0) + 1
+    counts = table.cells.status.value_counts().sort_index()
     baseline_from = f" (from the runs of grid {baseline_grid})" if baseline_grid else ""
     return "\n".join([
         f"# Report of grid `{table.grid}`", "",
@@ -56,7 +52,7 @@ def _readme(table: Table, uri: str, baseline_grid: str | None, outputs, pictures
         "Cells without a finished run show missing, failed, diverged or running instead of a "
         "number. † marks a best LR scale at the edge of the grid, * a cell with missing or "
         "failed runs.", "",
-        f"Cells: {', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}.", "",
+        f"Cells: {', '.join(f'{n} {s}' for s, n in counts.items())}.", "",
         "Files: " + ", ".join(f"`{n}`" for n in [*outputs, *(p.name for p in pictures)]) + ".",
         "`table.csv` names each cell's best run (`best_run_id`), so every number traces back "
         "to an MLflow run.", ""])

@@ -2,40 +2,39 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
-from bpgrid.report.render import row_label
-from bpgrid.report.table import Table
+import pandas as pd
+
+from bpgrid.report.render import markdown_grid
+from bpgrid.report.table import KEYS, Table
 
 PAPER_CSV = Path(__file__).with_name("paper.csv")
 
 
-def paper_numbers(grid: str) -> dict[tuple[str, str], float]:
+def paper_numbers(grid: str) -> pd.Series:
     """(dataset, column) -> published error (%) for a grid; empty if the papers have none."""
-    with PAPER_CSV.open() as f:
-        return {(r["dataset"], r["column"]): float(r["error"]) for r in csv.DictReader(f)
-                if r["grid"] == grid}
+    paper = pd.read_csv(PAPER_CSV, dtype={"column": str})
+    return paper[paper.grid == grid].set_index(KEYS)["error"]
 
 
-def comparison(table: Table, paper: dict[tuple[str, str], float]) -> tuple[str, str]:
+def comparison(table: Table, paper: pd.Series) -> tuple[str, str]:
     """Markdown and CSV of "this run", "paper" and their difference wherever both exist."""
-    head = ["dataset", *(table.labels[c] for c in table.columns)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    rows = ["dataset,column,this_run,paper,difference"]
-    for d in table.rows:
-        cells = []
-        for c in table.columns:
-            ours, theirs = table.cells[d, c], paper.get((d, c))
-            if ours.value is not None and theirs is not None:
-                diff = ours.value - theirs
-                cells.append(f"{ours.value:.2f} / {theirs:.2f} ({diff:+.2f})")
-                rows.append(f"{d},{c},{ours.value:.4f},{theirs},{diff:.4f}")
-            elif theirs is not None:
-                cells.append(f"{ours.status} / {theirs:.2f}")
-            else:
-                cells.append(f"{ours.value:.2f} / –" if ours.value is not None else "–")
-        lines.append("| " + " | ".join([row_label(d), *cells]) + " |")
-    text = (f"# {table.grid}: this run / paper (difference)\n\n" + "\n".join(lines)
-            + "\n\nError (%); the difference is this run minus the published number.\n")
-    return text, "\n".join(rows) + "\n"
+    c = table.cells.assign(paper=paper.reindex(table.cells.index))
+    text = c.apply(_pair, axis=1)
+    frame = table.wide(text).rename(index=table.row_labels, columns=table.column_labels)
+    both = c.dropna(subset=["value", "paper"])
+    both = both.assign(this_run=both.value.map("{:.4f}".format), paper=both.paper.map(str),
+                       difference=(both.value - both.paper).map("{:.4f}".format))
+    markdown = (f"# {table.grid}: this run / paper (difference)\n\n{markdown_grid(frame)}\n\n"
+                "Error (%); the difference is this run minus the published number.\n")
+    return markdown, both[["this_run", "paper", "difference"]].to_csv(lineterminator="\n")
+
+
+def _pair(cell: pd.Series) -> str:
+    """"ours / paper (difference)", or as much of it as exists."""
+    ours = cell.status if pd.isna(cell.value) else f"{cell.value:.2f}"
+    if pd.isna(cell.paper):
+        return "–" if pd.isna(cell.value) else f"{ours} / –"
+    difference = "" if pd.isna(cell.value) else f" ({cell.value - cell.paper:+.2f})"
+    return f"{ours} / {cell.paper:.2f}{difference}"

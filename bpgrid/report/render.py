@@ -1,82 +1,85 @@
-"""A Table as Markdown, LaTeX (booktabs + xcolor), a standalone LaTeX document, HTML and CSV."""
+"""A Table as Markdown, LaTeX (booktabs + xcolor), a standalone LaTeX document, HTML and CSV.
+
+LaTeX and HTML are one pandas Styler: the cells' texts, a yellow/blue background for cells worse/
+better than the baseline and italics for cells without a number, written by ``to_latex`` (CSS
+converted to ``\\cellcolor`` and ``\\itshape``) and ``to_html``.
+"""
 
 from __future__ import annotations
 
-import csv
 import html
-import io
+from collections.abc import Callable
 
-from bpgrid.data import dataset_label
-from bpgrid.report.table import EDGE, PARTIAL, Cell, Table
+import pandas as pd
+from pandas.io.formats.style import Styler
 
-COLOURS = {"worse": ("yellow!60", "#fff176"), "better": ("cyan!30", "#9ad9f5")}
+from bpgrid.report.table import EDGE, PARTIAL, Table
+
+COLOURS = {"worse": "#fff176", "better": "#9ad9f5"}  # yellow, blue
 MD_COLOUR = {"worse": " ▲", "better": " ▼"}
 LEGEND = (f"Error (%), best over epochs and LR scales (mean ± std over seeds). {EDGE}: the best "
           f"LR scale is at the edge of the grid; {PARTIAL}: some runs of the cell are missing or "
           f"failed.")
-TEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                "^": r"\textasciicircum{}", "†": r"$^\dagger$", "±": r"$\pm$"}
+TEX = str.maketrans({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                     "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                     "^": r"\textasciicircum{}", "†": r"$^\dagger$", "±": r"$\pm$"})
 
 
-def number(cell: Cell) -> str:
-    text = f"{cell.value:.2f}" if cell.std is None else f"{cell.value:.2f} ± {cell.std:.2f}"
-    return text + cell.marks
+def tex(text: str) -> str:
+    """Text as LaTeX source: specials escaped, † and ± as math symbols."""
+    return text.translate(TEX)
 
 
-def plain(cell: Cell) -> str:
-    return number(cell) if cell.status == "value" else cell.status
+def cell_text(cell: pd.Series) -> str:
+    """A cell's text: the error (± std) with its marks, or its status."""
+    if cell.status != "value":
+        return cell.status
+    spread = "" if pd.isna(cell["std"]) else f" ± {cell['std']:.2f}"
+    return f"{cell.value:.2f}{spread}{cell.marks}"
 
 
 def colour_legend(table: Table) -> str:
     return (f"Coloured: at least {table.threshold:g} points worse (yellow) or better (blue) "
-            f"than the {table.labels.get(table.baseline, table.baseline)} column.")
+            f"than the {table.column_labels.get(table.baseline, table.baseline)} column.")
 
 
-def row_label(dataset: str) -> str:
-    return dataset_label(dataset)
+def markdown_grid(frame: pd.DataFrame, corner: str = "dataset") -> str:
+    """A frame of texts as a Markdown table, its index as the first column."""
+    head = [corner, *frame.columns]
+    body = ([label, *row] for label, row in zip(frame.index, frame.to_numpy().tolist(),
+                                                 strict=True))
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+                      *("| " + " | ".join(row) + " |" for row in body)])
 
 
 def markdown(table: Table) -> str:
-    head = ["dataset", *(table.labels[c] for c in table.columns)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for d in table.rows:
-        cells = []
-        for c in table.columns:
-            cell = table.cells[d, c]
-            text = plain(cell) if cell.status == "value" else f"*{cell.status}*"
-            cells.append(text + MD_COLOUR.get(cell.colour, ""))
-        lines.append("| " + " | ".join([row_label(d), *cells]) + " |")
+    c = table.cells
+    text = c.apply(cell_text, axis=1).where(c.status == "value", "*" + c.status + "*")
+    text += c.colour.map(lambda colour: MD_COLOUR.get(colour, ""))
+    frame = table.wide(text).rename(index=table.row_labels, columns=table.column_labels)
     legend = (f"{LEGEND} ▲ / ▼: at least {table.threshold:g} points worse / better than "
-              f"{table.labels.get(table.baseline, table.baseline)}.")
-    return f"# {table.grid}\n\n" + "\n".join(lines) + f"\n\n{legend}\n"
+              f"{table.column_labels.get(table.baseline, table.baseline)}.")
+    return f"# {table.grid}\n\n{markdown_grid(frame)}\n\n{legend}\n"
 
 
-def tex_escape(text: str) -> str:
-    return "".join(TEX_SPECIALS.get(ch, ch) for ch in text)
+def styled(table: Table, escape: Callable[[str], str]) -> Styler:
+    """The table as a Styler: texts escaped by ``escape``, colours and italics as CSS."""
+    css = (table.cells.colour.map(lambda c: f"background-color: {COLOURS[c]};" if c else "")
+           + table.cells.status.map(lambda s: "" if s == "value" else "font-style: italic;"))
+    frame = table.wide(table.cells.apply(cell_text, axis=1)).rename_axis(columns="Dataset")
+    return (frame.style.apply(lambda _: table.wide(css), axis=None).format(escape)
+            .format_index(lambda d: escape(table.row_labels[d]), axis=0)
+            .format_index(lambda c: escape(table.column_labels[c]), axis=1))
 
 
 def tabular(table: Table) -> str:
     """The booktabs tabular; coloured cells use xcolor's cellcolor (package option table)."""
-    spec = "l" + "r" * len(table.columns)
-    out = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-           " & ".join(["Dataset", *(tex_escape(table.labels[c]) for c in table.columns)])
-           + r" \\", r"\midrule"]
-    for d in table.rows:
-        cells = [tex_escape(row_label(d))]
-        for c in table.columns:
-            cell = table.cells[d, c]
-            text = tex_escape(number(cell)) if cell.status == "value" else \
-                rf"\textit{{{cell.status}}}"
-            if cell.colour:
-                text = rf"\cellcolor{{{COLOURS[cell.colour][0]}}}{text}"
-            cells.append(text)
-        out.append(" & ".join(cells) + r" \\")
-    return "\n".join([*out, r"\bottomrule", r"\end{tabular}"]) + "\n"
+    return styled(table, tex).to_latex(column_format="l" + "r" * len(table.columns),
+                                       hrules=True, convert_css=True)
 
 
 def caption(table: Table) -> str:
-    return tex_escape(f"{table.grid}. {LEGEND} {colour_legend(table)}")
+    return tex(f"{table.grid}. {LEGEND} {colour_legend(table)}")
 
 
 def latex(table: Table) -> str:
@@ -97,34 +100,20 @@ def latex_standalone(table: Table) -> str:
 
 
 def html_table(table: Table) -> str:
+    """A page with the table, its cells styled by CSS, and the legend."""
     esc = html.escape
-    rows = ["<tr><th>dataset</th>" + "".join(f"<th>{esc(table.labels[c])}</th>"
-                                              for c in table.columns) + "</tr>"]
-    for d in table.rows:
-        tds = []
-        for c in table.columns:
-            cell = table.cells[d, c]
-            style = f' style="background:{COLOURS[cell.colour][1]}"' if cell.colour else ""
-            text = esc(plain(cell)) if cell.status == "value" else f"<i>{esc(cell.status)}</i>"
-            tds.append(f"<td{style}>{text}</td>")
-        rows.append(f"<tr><th>{esc(row_label(d))}</th>{''.join(tds)}</tr>")
     return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{esc(table.grid)}"
             f"</title><style>td,th{{padding:2px 8px;text-align:right}}</style></head><body>\n"
-            f"<h1>{esc(table.grid)}</h1>\n<table>\n" + "\n".join(rows) + "\n</table>\n"
+            f"<h1>{esc(table.grid)}</h1>\n{styled(table, esc).set_uuid('table').to_html()}"
             f"<p>{esc(LEGEND)} {esc(colour_legend(table))}</p>\n</body></html>\n")
 
 
 def csv_table(table: Table) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["dataset", "column", "label", "status", "error", "std", "marks", "colour",
-                     "best_lr_scale", "runs", "best_run_id"])
-    for d in table.rows:
-        for c in table.columns:
-            cell = table.cells[d, c]
-            writer.writerow([d, c, table.labels[c], cell.status,
-                             "" if cell.value is None else f"{cell.value:.4f}",
-                             "" if cell.std is None else f"{cell.std:.4f}", cell.marks,
-                             cell.colour, "" if cell.best_lr_scale is None else cell.best_lr_scale,
-                             cell.runs, cell.best_run or ""])
-    return buf.getvalue()
+    """One line per cell with its best run, so every number traces back to an MLflow run."""
+    c = table.cells
+    return c.assign(
+        label=c.index.get_level_values("column").map(table.column_labels),
+        error=c.value.map("{:.4f}".format, na_action="ignore"),
+        std=c["std"].map("{:.4f}".format, na_action="ignore"),
+    )[["label", "status", "error", "std", "marks", "colour", "best_lr_scale", "runs",
+       "best_run"]].rename(columns={"best_run": "best_run_id"}).to_csv(lineterminator="\n")

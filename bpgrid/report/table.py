@@ -1,4 +1,4 @@
-"""From MLflow runs to a Liao-style error table: rows = datasets, columns = table columns.
+"""From records to a Liao-style error table: rows = datasets, columns = table columns.
 
 Selection rule (Liao et al. §5): a cell's error is the best validation error over all epochs and
 LR scales of its runs, averaged over seeds (± the standard deviation when there are several).
@@ -9,163 +9,114 @@ running) instead of showing a number.
 
 from __future__ import annotations
 
-import statistics
-from collections import defaultdict
 from dataclasses import dataclass, field
 
-from mlflow.tracking import MlflowClient
+import numpy as np
+import pandas as pd
 
-from bpgrid.data import DATASETS
+from bpgrid.data import DATASETS, dataset_label
 
 EDGE, PARTIAL = "†", "*"
-
-
-class ReportError(ValueError):
-    """The runs cannot make the requested table; the message says why and what to do."""
-
-
-@dataclass
-class Record:
-    """One MLflow run, reduced to what the table needs."""
-
-    dataset: str
-    column: str
-    label: str
-    lr_scale: float
-    seed: int
-    status: str  # done | diverged | failed | running
-    best: float | None
-    run_id: str
-
-
-@dataclass
-class Cell:
-    status: str  # value | missing | failed | diverged | running
-    value: float | None = None
-    std: float | None = None
-    marks: str = ""
-    colour: str = ""  # worse | better | ""
-    best_lr_scale: float | None = None
-    runs: int = 0
-    best_run: str | None = None
+KEYS = ["dataset", "column"]
+# A cell without a number shows the first of these its runs have; finished runs without a
+# number diverged.
+NO_NUMBER = {"failed": "failed", "diverged": "diverged", "running": "running", "done": "diverged"}
+CELL_COLUMNS = ["status", "value", "std", "marks", "colour", "best_lr_scale", "runs", "best_run"]
 
 
 @dataclass
 class Table:
+    """The selected cells, one row per (dataset, column) in display order, and how they were made.
+
+    ``cells`` holds CELL_COLUMNS: status (value | missing | failed | diverged | running), value
+    and std (NaN without a number), marks, colour (worse | better | ""), best_lr_scale, runs
+    and best_run (an MLflow run id).
+    """
+
     grid: str
-    rows: list[str]
-    columns: list[str]
-    labels: dict[str, str]
-    cells: dict[tuple[str, str], Cell]
+    cells: pd.DataFrame
+    row_labels: dict[str, str]  # dataset -> label, in row order
+    column_labels: dict[str, str]  # column -> label, in column order
     baseline: str
     threshold: float
     scales: list[float] = field(default_factory=list)
     runs: int = 0
     code_versions: list[str] = field(default_factory=list)
 
+    @property
+    def rows(self) -> list[str]:
+        return list(self.row_labels)
 
-def _column_of(run, column_key: list[str]) -> tuple[str, str]:
-    parts, labels = [], []
-    for key in column_key:
-        if key == "method":
-            parts.append(run.data.tags.get("method", ""))
-            labels.append(run.data.tags.get("method_label") or parts[-1])
-        else:
-            parts.append(run.data.params.get(key, "?"))
-            labels.append(f"{key.split('.')[-1]}={parts[-1]}")
-    return "/".join(parts), " ".join(labels)
+    @property
+    def columns(self) -> list[str]:
+        return list(self.column_labels)
+
+    def wide(self, values: pd.Series) -> pd.DataFrame:
+        """A per-cell Series pivoted to rows x columns, in display order."""
+        frame = values.unstack("column").reindex(index=self.rows, columns=self.columns)
+        return frame.rename_axis(index=None, columns=None)
 
 
-def fetch_records(uri: str, grid: str, column_key: list[str]) -> tuple[list[Record], list[str]]:
-    """The runs of the grid's MLflow experiment, latest per cell, and their code versions."""
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(grid)
-    runs = client.search_runs([experiment.experiment_id], max_results=50000) if experiment else []
-    if not runs:
-        raise ReportError(f"no runs in the MLflow experiment {grid!r} at {uri}; run "
-                          f"`python -m bpgrid.sweep +grid={grid}` first (or set tracking.uri)")
-    foreign = sorted({r.data.tags.get("grid") for r in runs} - {grid})
-    if foreign:
-        raise ReportError(f"the MLflow experiment {grid!r} holds runs of grid(s) {foreign}; a "
-                          f"report reads one grid's runs (python -m bpgrid.report +grid=...)")
-    latest: dict[str, object] = {}
-    for run in sorted(runs, key=lambda r: r.info.start_time or 0):
-        latest[run.data.tags.get("cell_id", run.info.run_id)] = run
-    records = []
-    for run in latest.values():
-        column, label = _column_of(run, column_key)
-        status = {"FINISHED": run.data.tags.get("status", "done"), "FAILED": "failed"}.get(
-            run.info.status, "running")
-        records.append(Record(run.data.tags.get("dataset", "?"), column, label,
-                              float(run.data.params["lr_scale"]), int(run.data.params["seed"]),
-                              status, run.data.metrics.get("best_val_error"), run.info.run_id))
-    versions = sorted({r.data.tags.get("code_version", "?") for r in latest.values()})
-    return records, versions
+def row_labels(datasets) -> dict[str, str]:
+    """Datasets in Liao et al.'s table order (others after, by name), each with its row label."""
+    return {d: dataset_label(d) for d in _ordered(set(datasets), list(DATASETS))}
 
 
 def _ordered(present: set[str], preferred: list[str]) -> list[str]:
     return [c for c in preferred if c in present] + sorted(present - set(preferred))
 
 
-def _cell(records: list[Record], scales: list[float]) -> Cell:
-    if not records:
-        return Cell("missing")
-    by_seed: dict[int, list[Record]] = defaultdict(list)
-    for r in records:
-        by_seed[r.seed].append(r)
-    bests = []
-    for seed_records in by_seed.values():
-        scored = [r for r in seed_records if r.best is not None]
-        if scored:
-            bests.append(min(scored, key=lambda r: r.best))
-    if not bests:
-        statuses = {r.status for r in records}
-        status = next(s for s in ("failed", "diverged", "running", "done") if s in statuses)
-        return Cell("diverged" if status == "done" else status, runs=len(records))
-    values = [r.best for r in bests]
-    marks = ""
-    if len(scales) >= 3 and any(r.lr_scale in (scales[0], scales[-1]) for r in bests):
-        marks += EDGE
-    finished = [r for r in records if r.status in ("done", "diverged")]
-    if len(finished) < len(scales) * len(by_seed):
-        marks += PARTIAL
-    best = min(bests, key=lambda r: r.best)
-    return Cell("value", statistics.fmean(values),
-                statistics.stdev(values) if len(values) > 1 else None, marks,
-                best_lr_scale=best.lr_scale, runs=len(records), best_run=best.run_id)
+def select(records: pd.DataFrame, scales: list[float]) -> pd.DataFrame:
+    """One row per (dataset, column) that has records: the error and its marks, or why none."""
+    edges = [scales[0], scales[-1]] if len(scales) >= 3 else []
+    scored = records.dropna(subset=["best"])
+    per_seed = scored.loc[scored.groupby([*KEYS, "seed"])["best"].idxmin()]  # best LR scale
+    numbers = per_seed.groupby(KEYS).agg(value=("best", "mean"), std=("best", "std"),
+                                         edge=("lr_scale", lambda s: s.isin(edges).any()))
+    best = per_seed.loc[per_seed.groupby(KEYS)["best"].idxmin()].set_index(KEYS)
+    numbers["best_lr_scale"], numbers["best_run"] = best.lr_scale, best.run_id
+    cells = records.groupby(KEYS).agg(
+        runs=("run_id", "size"), seeds=("seed", "nunique"),
+        finished=("status", lambda s: s.isin(["done", "diverged"]).sum()),
+        status=("status", lambda s: next(NO_NUMBER[k] for k in NO_NUMBER if k in set(s)))
+    ).join(numbers)
+    valued = cells.value.notna()
+    partial = cells.finished < len(scales) * cells.seeds
+    cells["status"] = cells.status.where(~valued, "value")
+    cells["marks"] = (np.where(valued & cells.edge.eq(True), EDGE, "")
+                      + np.where(valued & partial, PARTIAL, ""))
+    return cells.drop(columns=["seeds", "finished", "edge"])
 
 
-def build_table(records: list[Record], grid: str, columns: list[str], baseline: str,
-                threshold: float, baseline_records: list[Record] | None = None) -> Table:
-    """Aggregate records into cells, in the grid's column order, coloured against baseline."""
-    scales = sorted({r.lr_scale for r in records})
-    rows = _ordered({r.dataset for r in records}, list(DATASETS))
-    cols = _ordered({r.column for r in records}, columns)
-    labels = {r.column: r.label for r in records}
-    groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
-    for r in records:
-        groups[r.dataset, r.column].append(r)
-    cells = {(d, c): _cell(groups[d, c], scales) for d in rows for c in cols}
-    base_groups: dict[str, list[Record]] = defaultdict(list)
-    for r in (baseline_records if baseline_records is not None else records):
-        if r.column == baseline:
-            base_groups[r.dataset].append(r)
-    if baseline_records is not None and base_groups:
-        cols = [baseline, *cols]
-        labels[baseline] = next(r.label for rs in base_groups.values() for r in rs)
-        for d in rows:
-            cells[d, baseline] = _cell(base_groups[d], scales)
-    for d in rows:
-        base = cells.get((d, baseline))
-        if base is None or base.value is None:
-            continue
-        for c in cols:
-            cell = cells[d, c]
-            if c == baseline or cell.value is None:
-                continue
-            diff = round(cell.value - base.value, 6)  # as printed, not float noise
-            if diff >= threshold:
-                cell.colour = "worse"
-            elif -diff >= threshold:
-                cell.colour = "better"
-    return Table(grid, rows, cols, labels, cells, baseline, threshold, scales, len(records))
+def build_table(records: pd.DataFrame, grid: str, columns: list[str], baseline: str,
+                threshold: float, baseline_records: pd.DataFrame | None = None) -> Table:
+    """Select the cells, in the grid's column order, coloured against the baseline column, which
+    comes from ``baseline_records`` (another grid's runs) when they hold it."""
+    scales = sorted(records.lr_scale.unique())
+    cells = select(records, scales)
+    column_labels = dict(zip(records.column, records.label, strict=True))
+    order = _ordered(set(column_labels), columns)
+    base = None if baseline_records is None else \
+        baseline_records[baseline_records.column == baseline]
+    if base is not None and not base.empty:
+        cells = pd.concat([cells.drop(baseline, level="column", errors="ignore"),
+                           select(base, sorted(base.lr_scale.unique()))])
+        column_labels[baseline] = base.label.iloc[0]
+        order = [baseline, *(c for c in order if c != baseline)]
+    rows = row_labels(records.dataset)
+    cells = cells.reindex(pd.MultiIndex.from_product([list(rows), order], names=KEYS))
+    cells = cells.fillna({"status": "missing", "marks": "", "runs": 0}).astype({"runs": int})
+    cells["colour"] = colours(cells.value, baseline, threshold)
+    return Table(grid, cells[CELL_COLUMNS], rows, {c: column_labels[c] for c in order},
+                 baseline, threshold, scales, len(records), sorted(records.code_version.unique()))
+
+
+def colours(values: pd.Series, baseline: str, threshold: float) -> np.ndarray:
+    """worse / better where a cell is at least ``threshold`` points above / below the baseline
+    column of its row, as printed (rounded), not float noise."""
+    datasets, columns = (values.index.get_level_values(k) for k in KEYS)
+    base = values.xs(baseline, level="column") if baseline in columns else pd.Series()
+    diff = (values - datasets.map(base).to_numpy(dtype=float)).round(6)
+    other = columns != baseline
+    return np.select([other & (diff >= threshold), other & (-diff >= threshold)],
+                     ["worse", "better"], "")
