@@ -1,4 +1,5 @@
-"""Batch Manhattan: update with the sign of the batch gradient (Liao et al. §3, eq. 3)."""
+"""The cells' optimizers: SGD, Batch Manhattan (Liao et al. §3, eq. 3: update with the sign of the
+batch gradient) and Adam, made from a config by make_optimizer."""
 
 from __future__ import annotations
 
@@ -62,3 +63,19 @@ class BatchManhattan(Optimizer):
             else:
                 torch._foreach_add_(params, torch._foreach_sign(bufs), alpha=lr)
         return loss
+
+
+def make_optimizer(cfg: dict, params, capturable: bool = False) -> Optimizer:
+    """SGD (setting 0), Batch Manhattan (settings 1-3) or Adam; the LR is set every epoch.
+
+    ``capturable`` keeps Adam's step count on the device, so its step can sit in a CUDA graph
+    (SGD's and Batch Manhattan's steps can as they are)."""
+    lr = 1.0  # placeholder, replaced by the schedule before the first step
+    if cfg["name"] == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg["momentum"],
+                               weight_decay=cfg["weight_decay"])
+    if cfg["name"] == "bm":
+        return BatchManhattan(params, lr=lr, setting=cfg["setting"], momentum=cfg["momentum"],
+                              weight_decay=cfg["weight_decay"])
+    return torch.optim.Adam(params, lr=lr, betas=tuple(cfg["betas"]),
+                            weight_decay=cfg["weight_decay"], capturable=capturable)
