@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from bpgrid.parts import CellParts
 from bpgrid.data import Split
+from bpgrid.parts import CellParts
 
 WARMUP_STEPS = 3  # eager steps before the first capture: optimizer state, cuDNN/cuBLAS set-up
 

@@ -17,10 +17,10 @@ from torch import nn
 
 from bpgrid import schedule as S
 from bpgrid.batches import batches, epoch_generator, shuffled
-from bpgrid.parts import build_cell
 from bpgrid.data import DatasetSplits
 from bpgrid.evaluation import evaluate, freeze_bn_statistics, reestimate_bn
 from bpgrid.feedback.convert import alignment_stats
+from bpgrid.parts import build_cell
 from bpgrid.step import GraphedStep, Step, graphable
 
 

@@ -2,11 +2,11 @@ import pytest
 import torch
 from composing import compose_config
 
-from bpgrid.parts import build_cell
 from bpgrid.config import to_dict
 from bpgrid.data import DatasetSplits, Split
 from bpgrid.losses import LOSSES
 from bpgrid.optim import BatchManhattan
+from bpgrid.parts import build_cell
 
 
 def config(*overrides: str) -> dict:

@@ -11,10 +11,10 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
-from bpgrid.parts import CellParts
 from bpgrid.config import to_dict
 from bpgrid.data import DatasetSplits, Split
 from bpgrid.models import model_input_shape
+from bpgrid.parts import CellParts
 from bpgrid.step import WARMUP_STEPS, Step, graphable
 from bpgrid.trainer import Trainer
 
