@@ -1,6 +1,6 @@
 """Train-step cost of the feedback layers against PyTorch's native layers, side by side.
 
-    python benchmarks/feedback_overhead.py [--reps 30] [--device cpu|cuda]
+    python benchmarks/feedback_overhead.py [--reps 30] [--device cpu|cuda] [--threads N]
 
 For every layer rule: the median time of one training step (forward, backward with the input
 gradient, SGD update) of FeedbackLinear / FeedbackConv2d against nn.Linear / nn.Conv2d, measured
@@ -145,7 +145,11 @@ def main() -> None:
     parser.add_argument("--untied-reps", type=int, default=5)
     parser.add_argument("--untied-batch", type=int, default=32)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads (one is steadier on a machine shared with other jobs)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}")
     rule_ratios(args.reps, args.device)
     whole_net_ratios(max(5, args.reps // 4), args.device)

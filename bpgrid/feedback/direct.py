@@ -14,7 +14,8 @@ the forward pass in flight, held by the autograd nodes of that pass.
 
 With ``alignment`` on a layer, its ``alignment_stats`` gain ``grad_angle`` (B e against the Wᵀδ
 it replaces) and ``update_angle`` (the layer's DFA weight gradient against backpropagation's for
-the same batch, which one extra backward pass computes).
+the same batch). The second costs two extra backward passes, run from the output hook: one with
+the input hooks passing gradients through (backpropagation), one as DFA.
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ class _Pass:
     def __init__(self):
         self.error: Tensor | None = None
         self.backprop = False
-        self.bp_grads: dict[str, Tensor] = {}
 
 
 class _TakeError(Function):
+    """Identity on the network's output; its backward, the first to run, keeps e."""
+
     @staticmethod
     def forward(ctx, y, run, owner):
         ctx.run, ctx.owner = run, owner
@@ -55,14 +57,15 @@ class _TakeError(Function):
     def backward(ctx, grad):
         run, owner = ctx.run, ctx.owner
         run.error = grad.detach().reshape(grad.shape[0], -1)
-        owner.backward_pass = run
         if owner.compare:
             (y,) = ctx.saved_tensors
-            run.bp_grads = owner.backprop_grads(run, y, grad)
+            owner.update_angles(run, y, grad)
         return grad, None, None
 
 
 class _SendError(Function):
+    """Identity on a layer's input; its backward returns B e in place of the gradient arriving."""
+
     @staticmethod
     def forward(ctx, x, matrix, run, layer, name):
         ctx.matrix, ctx.run, ctx.layer, ctx.name = matrix, run, layer, name
@@ -122,12 +125,8 @@ class DirectFeedback:
                                   rule.direct_matrix(self.output_size, size, layer.weight))
             layer.register_forward_pre_hook(partial(self._send, name))
             self.senders.append(name)
-        self.compared = [name for name, layer in layers.items()
-                         if layer.alignment and layer.weight.requires_grad]
-        for name in self.compared:
-            layers[name].weight.register_hook(partial(self._update_angle, name))
+        self.compared = [name for name, layer in layers.items() if layer.alignment]
         self.running: _Pass | None = None  # the forward pass in flight
-        self.backward_pass: _Pass | None = None  # the pass whose backward runs or ran last
         root.register_forward_pre_hook(self._open)
         root.register_forward_hook(self._close)
         setattr(root, ATTRIBUTE, self)
@@ -137,8 +136,7 @@ class DirectFeedback:
         return bool(self.compared)
 
     def __repr__(self) -> str:
-        return (f"DirectFeedback(output_size={self.output_size}, "
-                f"senders={self.senders})")
+        return f"DirectFeedback(output_size={self.output_size}, senders={self.senders})"
 
     def summary(self) -> str:
         return (f"dfa: the output error ({self.output_size} values a sample) is sent to the "
@@ -164,19 +162,19 @@ class DirectFeedback:
 
     # ------------------------------------------------------------------ alignment statistics
 
-    def backprop_grads(self, run: _Pass, y: Tensor, grad: Tensor) -> dict[str, Tensor]:
-        """The weight gradients backpropagation gives for the same output error (one extra
-        backward pass, in which the input hooks pass gradients through)."""
-        weights = [self.layers[name].weight for name in self.compared]
+    def update_angles(self, run: _Pass, y: Tensor, grad: Tensor) -> None:
+        """Each compared layer's angle between its DFA and its backpropagation weight gradient
+        for this output error, from two backward passes that keep the graph for the real one."""
+        layers = [self.layers[n] for n in self.compared if self.layers[n].weight.requires_grad]
+        weights = [layer.weight for layer in layers]
+        if not weights:
+            return
         run.backprop = True
         try:
-            grads = torch.autograd.grad(y, weights, grad, retain_graph=True, allow_unused=True)
+            bp = torch.autograd.grad(y, weights, grad, retain_graph=True, allow_unused=True)
         finally:
             run.backprop = False
-        return {name: g for name, g in zip(self.compared, grads, strict=True) if g is not None}
-
-    def _update_angle(self, name: str, grad: Tensor) -> None:
-        run = self.backward_pass
-        if run is None or run.backprop or name not in run.bp_grads:
-            return
-        self.layers[name].alignment_stats["update_angle"] = angle(grad, run.bp_grads.pop(name))
+        dfa = torch.autograd.grad(y, weights, grad, retain_graph=True, allow_unused=True)
+        for layer, a, b in zip(layers, dfa, bp, strict=True):
+            if a is not None and b is not None:
+                layer.alignment_stats["update_angle"] = angle(a, b)

@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -276,3 +277,17 @@ def test_dfa_on_resnet18_sends_e_to_every_layer_but_the_first():
     assert torch.allclose(model.fc.weight.grad, bp.fc.weight.grad)  # e h: as backprop
     assert not torch.allclose(model.layer4[1].conv2.weight.grad, bp.layer4[1].conv2.weight.grad)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_a_deep_copy_runs_dfa_on_its_own_layers():
+    torch.manual_seed(0)
+    net = FeedbackNet(FC_NET, (5,), rule="dfa", alignment=True)
+    twin = copy.deepcopy(net)
+    assert twin.network_feedback.layers["fc2"] is twin.fc2
+    x, y = _batch((5,))
+    _step(net, x, y)
+    _step(twin, x, y)
+    for p, q in zip(net.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(p.grad, q.grad)
+    assert alignment_stats(twin) == alignment_stats(net)
+    assert set(alignment_stats(twin)["fc2"]) == {"grad_angle", "update_angle"}
