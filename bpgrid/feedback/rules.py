@@ -58,8 +58,8 @@ def sign(x: Tensor) -> Tensor:
     """Liao et al. §2's sign "(-1 or 1)": -1 where x < 0, else +1 (sign(+0.0) = sign(-0.0) = +1).
 
     Computed as copysign(1, x + 0.0): adding +0.0 turns -0.0 into +0.0 (IEEE 754, rounding to
-    nearest) and leaves every other value as it is. On CPU a comparison such as x < 0 costs
-    ~50x more than these two passes.
+    nearest) and leaves every other value as it is. On CPU, torch.where(x < 0, -1.0, 1.0) took
+    ~20x longer than these two passes.
     """
     t = x.detach() + 0.0  # sign has no gradient
     return torch.copysign(x.new_ones(()), t, out=t)
