@@ -112,3 +112,15 @@ def test_model_keys_are_build_model_arguments_and_the_models_options():
 
 def test_conf_dir_is_the_repository_conf():
     assert (Path(CONF) / "config.yaml").is_file()
+
+
+@pytest.mark.parametrize("override,message", [
+    (["method=wm", "+feedback.mirror_rate=0.1"],
+     "feedback: feedback rule 'wm' takes no option mirror_rate; valid options: sigma, "
+     "noise_amplitude, mirror_lr, decay, mirror_batch"),
+    (["method=wm", "feedback.mirror_batch=0"], "mirror_batch must be a positive int"),
+    (["method=dfa_bn_bm", "feedback.magnitude=-1"], "magnitude must be positive or null"),
+])
+def test_bad_options_of_the_network_and_mirror_rules_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(compose_config(override))

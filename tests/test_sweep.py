@@ -43,6 +43,7 @@ EXPECTED = {
     "report_fixed_first": 2 * 3 * 2 * 2 * 5,
     "report_clip": 2 * 5,
     "quick": 11 * 2 * 5,
+    "beyond": 7 * 3 * 5,
 }
 
 

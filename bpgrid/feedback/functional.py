@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd import Function
 
+from bpgrid.feedback.rules import sign
+
 
 def angle(a: Tensor, b: Tensor) -> Tensor:
     """Angle in degrees between two tensors taken as flat vectors (0-dim tensor, no host sync)."""
@@ -27,7 +29,7 @@ def weight_alignment(weight: Tensor, feedback: Tensor) -> dict[str, Tensor]:
     w = weight.detach()
     return {
         "weight_angle": angle(w, feedback),
-        "sign_concordance": (torch.sign(w) == torch.sign(feedback)).float().mean(),
+        "sign_concordance": (sign(w) == sign(feedback)).float().mean(),
     }
 
 
@@ -61,41 +63,53 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None, feedback: Tensor,
     return _LinearFB.apply(x, weight, bias, feedback, stats)
 
 
-class _Conv2dFB(Function):
+class _ConvFB(Function):
+    """1-, 2- or 3-D convolution with any groups; zero padding given as numbers."""
+
     @staticmethod
-    def forward(ctx, x, weight, bias, feedback, stats, stride, padding, dilation):
+    def forward(ctx, x, weight, bias, feedback, stats, stride, padding, dilation, groups):
         ctx.save_for_backward(x, weight, feedback)
-        ctx.conf = (stride, padding, dilation)
+        ctx.conf = (stride, padding, dilation, groups)
         ctx.has_bias = bias is not None
         ctx.stats = stats
-        return F.conv2d(x, weight, bias, stride, padding, dilation)
+        return torch.ops.aten.convolution(x, weight, bias, stride, padding, dilation, False,
+                                          [0] * len(stride), groups)
 
     @staticmethod
     def backward(ctx, grad_out):
         x, weight, feedback = ctx.saved_tensors
-        stride, padding, dilation = ctx.conf
+        stride, padding, dilation, groups = ctx.conf
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         bias_sizes = [weight.shape[0]] if ctx.has_bias else None
+        no_output_padding = [0] * len(stride)
         # aten's convolution_backward: the input gradient uses the weight argument (here V), the
         # weight gradient uses only its shape, so one call gives both exactly.
         grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
             grad_out, x, feedback, bias_sizes, stride, padding, dilation,
-            False, [0, 0], 1, [need_x, need_w, bool(ctx.has_bias and need_b)],
+            False, no_output_padding, groups, [need_x, need_w, bool(ctx.has_bias and need_b)],
         )
         if need_x and ctx.stats is not None:
             true_x = torch.ops.aten.convolution_backward(
                 grad_out, x, weight, None, stride, padding, dilation,
-                False, [0, 0], 1, [True, False, False],
+                False, no_output_padding, groups, [True, False, False],
             )[0]
             ctx.stats["grad_angle"] = angle(grad_x, true_x)
-        return grad_x, grad_w, grad_b, None, None, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None, None, None, None
+
+
+def conv(x: Tensor, weight: Tensor, bias: Tensor | None, feedback: Tensor, stride, padding,
+         dilation, groups: int = 1, stats: dict | None = None) -> Tensor:
+    """Convolution (1-, 2- or 3-D by the weight's shape, any groups, numeric zero padding) whose
+    input gradient is the transposed convolution with V."""
+    return _ConvFB.apply(x, weight, bias, feedback, stats, tuple(stride), tuple(padding),
+                         tuple(dilation), groups)
 
 
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, feedback: Tensor,
-           stride=(1, 1), padding=(0, 0), dilation=(1, 1), stats: dict | None = None) -> Tensor:
-    """2-D convolution (groups=1) whose input gradient is the transposed convolution with V."""
-    return _Conv2dFB.apply(x, weight, bias, feedback, stats, tuple(stride), tuple(padding),
-                           tuple(dilation))
+           stride=(1, 1), padding=(0, 0), dilation=(1, 1), stats: dict | None = None,
+           groups: int = 1) -> Tensor:
+    """2-D convolution whose input gradient is the transposed convolution with V."""
+    return conv(x, weight, bias, feedback, stride, padding, dilation, groups, stats)
 
 
 def untied_output_size(size: tuple[int, int], kernel, stride, padding) -> tuple[int, int]:

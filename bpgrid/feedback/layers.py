@@ -1,4 +1,4 @@
-"""Linear, Conv2d and untied Conv2d layers that take a feedback rule.
+"""Linear, Conv1d/2d/3d and untied Conv2d layers that take a feedback rule.
 
 Each layer is the PyTorch layer plus a rule: the forward pass is unchanged, the backward pass sends
 the input gradient through V = rule(W, state). The rule's fixed random state is kept in buffers
@@ -46,8 +46,10 @@ class FeedbackMixin:
         return torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
 
     def _use_native(self, x: Tensor) -> bool:
-        """bp without alignment statistics, or no backward ahead: PyTorch's own op is exact."""
-        return not self._needs_feedback(x) or (not self.rule.asymmetric and not self.alignment)
+        """bp without alignment statistics, a network rule (whose layers' own backward is bp), or
+        no backward ahead: PyTorch's own op is exact."""
+        return (not self._needs_feedback(x) or self.rule.network
+                or (not self.rule.asymmetric and not self.alignment))
 
     def _prepare(self) -> tuple[Tensor, dict | None]:
         """V for this step, kept for ``feedback_weight()``; the stats dict when alignment is on."""
@@ -62,6 +64,9 @@ class FeedbackMixin:
         """V of the last training pass (for ``bp``, W itself)."""
         if not self.rule.asymmetric:
             return self.weight.detach()
+        if self.rule.network:
+            raise RuntimeError(f"{self.rule.name} has no per-layer V: the layer's input gradient "
+                               "is B e, with B in the layer's direct_feedback buffer")
         if self._feedback is None:
             raise RuntimeError("no training pass has run yet, so there is no feedback weight")
         return self._feedback
@@ -99,28 +104,45 @@ class FeedbackLinear(FeedbackMixin, nn.Linear):
         return FB.linear(x, self.weight, self.bias, v, stats)
 
 
-class FeedbackConv2d(FeedbackMixin, nn.Conv2d):
-    """nn.Conv2d (groups=1, zero padding) whose backward uses V for dE/dx."""
+class _FeedbackConv(FeedbackMixin):
+    """The PyTorch convolution (any groups, padding and padding mode) whose backward uses V."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, bias: bool = True, rule: str | FeedbackRule = "bp",
-                 alignment: bool = False, device=None, dtype=None, **rule_kwargs):
-        if isinstance(padding, str):
-            raise ValueError(f"FeedbackConv2d takes numeric padding, not {padding!r}")
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 rule: str | FeedbackRule = "bp", alignment: bool = False, device=None,
+                 dtype=None, **rule_kwargs):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups=1, bias=bias, device=device, dtype=dtype)
+                         groups, bias, padding_mode, device=device, dtype=dtype)
         self._init_feedback(rule, alignment, rule_kwargs)
 
     @property
     def fan_in(self) -> int:
-        return math.prod(self.weight.shape[1:])  # kh·kw·in_channels
+        return math.prod(self.weight.shape[1:])  # kernel size · in_channels / groups
 
     def forward(self, x: Tensor) -> Tensor:
         if self._use_native(x):
             return self._conv_forward(x, self.weight, self.bias)
         v, stats = self._prepare()
-        return FB.conv2d(x, self.weight, self.bias, v, self.stride, self.padding, self.dilation,
-                         stats)
+        padding = self.padding
+        if self.padding_mode != "zeros" or isinstance(padding, str):
+            # as nn.Conv does for these: pad explicitly, then convolve without padding
+            mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
+            x = F.pad(x, self._reversed_padding_repeated_twice, mode=mode)
+            padding = (0,) * len(self.kernel_size)
+        return FB.conv(x, self.weight, self.bias, v, self.stride, padding, self.dilation,
+                       self.groups, stats)
+
+
+class FeedbackConv1d(_FeedbackConv, nn.Conv1d):
+    """nn.Conv1d whose backward uses V for dE/dx."""
+
+
+class FeedbackConv2d(_FeedbackConv, nn.Conv2d):
+    """nn.Conv2d whose backward uses V for dE/dx."""
+
+
+class FeedbackConv3d(_FeedbackConv, nn.Conv3d):
+    """nn.Conv3d whose backward uses V for dE/dx."""
 
 
 class UntiedConv2d(FeedbackMixin, nn.Module):
@@ -168,10 +190,10 @@ class UntiedConv2d(FeedbackMixin, nn.Module):
         if x.shape[-2:] != self.input_size:
             raise ValueError(f"UntiedConv2d built for input {self.input_size}, "
                              f"got {tuple(x.shape[-2:])}")
-        if self._needs_feedback(x):
-            v, stats = self._prepare()
-        else:
+        if self._use_native(x):
             v, stats = self.weight.detach(), None
+        else:
+            v, stats = self._prepare()
         return FB.untied_conv2d(x, self.weight, self.bias, v, self.kernel_size, self.stride,
                                 self.padding, stats)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -100,6 +101,9 @@ class FeedbackNet(nn.Sequential):
                 self._add_hidden_tail(name, spec, shape, norm, activation, dropout)
         self.weight_layers: list[str] = names
         self.output_shape: tuple[int, ...] = shape
+        if rule.network:  # dfa: sized by one pass of a zero batch, which leaves the net as it was
+            rule.attach(self, [n for n in names if n in asymmetric],
+                        torch.zeros(2, *self._input_shape))
 
     @property
     def input_shape(self) -> tuple[int, ...]:

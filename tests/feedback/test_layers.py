@@ -5,10 +5,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bpgrid.feedback import FeedbackConv2d, FeedbackLinear, UntiedConv2d
+from bpgrid.feedback import (
+    FeedbackConv1d,
+    FeedbackConv2d,
+    FeedbackConv3d,
+    FeedbackLinear,
+    UntiedConv2d,
+)
 
 ASYMMETRIC = [("usf", {}), ("nusf", {}), ("brsf", {"flip_prob": 0.25}),
-              ("frsf", {"flip_prob": 0.25}), ("rndf", {"sigma": 0.1}), ("kp", {"decay": 0.0})]
+              ("frsf", {"flip_prob": 0.25}), ("rndf", {"sigma": 0.1}), ("kp", {"decay": 0.0}),
+              ("wm", {"mirror_lr": 0.1, "decay": 0.1})]
 
 
 def _double():
@@ -89,6 +96,57 @@ def test_conv_input_grad_is_transposed_conv_with_v(rule, kw):
     assert torch.allclose(y, ny)
     assert torch.allclose(gx, expected_gx)
     assert torch.allclose(gw, ngw) and torch.allclose(gb, ngb)
+
+
+CONVS = [  # (feedback class, native class, input shape, options)
+    (FeedbackConv1d, nn.Conv1d, (2, 4, 11), {"kernel_size": 3, "stride": 2, "padding": 1}),
+    (FeedbackConv1d, nn.Conv1d, (2, 4, 11), {"kernel_size": 4, "groups": 2, "dilation": 2}),
+    (FeedbackConv2d, nn.Conv2d, (2, 4, 7, 6), {"kernel_size": 3, "groups": 4, "padding": 1}),
+    (FeedbackConv2d, nn.Conv2d, (2, 4, 7, 6), {"kernel_size": (3, 2), "groups": 2,
+                                               "stride": (2, 1)}),
+    (FeedbackConv2d, nn.Conv2d, (2, 4, 7, 6), {"kernel_size": 4, "padding": "same"}),
+    (FeedbackConv2d, nn.Conv2d, (2, 4, 7, 6), {"kernel_size": 3, "padding": 2,
+                                               "padding_mode": "reflect"}),
+    (FeedbackConv2d, nn.Conv2d, (2, 4, 7, 6), {"kernel_size": 3, "padding": 1,
+                                               "padding_mode": "circular", "bias": False}),
+    (FeedbackConv3d, nn.Conv3d, (2, 4, 5, 4, 6), {"kernel_size": 2, "groups": 2,
+                                                  "padding": (1, 0, 1)}),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # PyTorch's own
+@pytest.mark.parametrize("rule", ["usf", "rndf"])
+@pytest.mark.parametrize("cls,native_cls,shape,options", CONVS)
+def test_every_conv_input_grad_is_the_conv_with_v_and_weight_grad_is_bp(cls, native_cls, shape,
+                                                                        options, rule):
+    """Output and W, b gradients as PyTorch's; input gradient as autograd through the same
+    convolution (padding mode included) with V in place of W."""
+    torch.manual_seed(0)
+    layer = cls(4, 8, rule=rule, **options)
+    native = native_cls(4, 8, **options)
+    native.load_state_dict({k: v for k, v in layer.state_dict().items()
+                            if not k.startswith("feedback_")})
+    x = torch.randn(shape)
+    g = torch.randn_like(native(x))
+    y, gx, gw, gb = _grads_nobias(layer, x, g)
+    ny, bp_gx, ngw, ngb = _grads_nobias(native, x, g)
+    twin = native_cls(4, 8, **options)
+    twin.load_state_dict(native.state_dict())
+    with torch.no_grad():
+        twin.weight.copy_(layer.feedback_weight())
+    _, twin_gx, _, _ = _grads_nobias(twin, x, g)
+    assert torch.allclose(y, ny)
+    assert torch.allclose(gx, twin_gx) and not torch.allclose(gx, bp_gx)
+    assert torch.allclose(gw, ngw)
+    assert (gb is None) == (ngb is None) and (gb is None or torch.allclose(gb, ngb))
+
+
+def _grads_nobias(layer, x, g):
+    x = x.clone().requires_grad_(True)
+    y = layer(x)
+    y.backward(g)
+    bias = None if layer.bias is None else layer.bias.grad
+    return y.detach(), x.grad, layer.weight.grad, bias
 
 
 def test_nusf_conv_divides_by_kernel_area_times_in_channels():
