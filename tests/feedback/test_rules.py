@@ -141,7 +141,7 @@ def test_usf_sign_concordance_counts_zero_weights_as_concordant():
 @pytest.mark.parametrize("kw,message", [
     ({"noise_amplitude": 0.0}, "noise_amplitude must be positive"),
     ({"mirror_lr": -1.0}, "mirror_lr must be >= 0"),
-    ({"decay": 1.5}, r"decay must lie in \[0, 1\]"),
+    ({"decay": 1.0}, r"decay must lie in \[0, 1\)"),
     ({"mirror_batch": 0}, "mirror_batch must be a positive int"),
     ({"mirror_batch": 2.5}, "mirror_batch must be a positive int"),
     ({"sigma": 0.0}, "sigma must be positive"),
