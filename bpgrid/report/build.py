@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bpgrid.report import figures, render
+from bpgrid.report import conclusions, figures, render
 from bpgrid.report.paper import comparison, paper_numbers
 from bpgrid.report.table import Table, build_table, fetch_records
 
@@ -28,6 +28,11 @@ def build_report(uri: str, grid: str, column_key: list[str], columns: list[str],
     paper = paper_numbers(grid)
     if paper:
         outputs["paper_vs_run.md"], outputs["paper_vs_run.csv"] = comparison(table, paper)
+    row = conclusions.CONCLUSION_ROWS.get(grid)  # the paper's conclusions (I)-(VI) on this row
+    if row is not None:
+        errors = {c: cell.value for (d, c), cell in table.cells.items() if d == row}
+        published = {c: value for (d, c), value in paper.items() if d == row}
+        outputs["conclusions.md"] = conclusions.markdown(grid, row, errors, published)
     for name, text in outputs.items():
         (folder / name).write_text(text)
     pictures = []
