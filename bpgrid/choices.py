@@ -41,12 +41,13 @@ def _default_model(conf: Path, dataset: str) -> str:
 
 def choices_table(conf: Path = CONF) -> str:
     """The config groups and their choices."""
-    methods = [OmegaConf.load(conf / "method" / f"{m}.yaml").method
-               for m in _options(conf, "method")]
+    methods = {m: OmegaConf.load(conf / "method" / f"{m}.yaml").method
+               for m in _options(conf, "method")}
     rows = [
         ("dataset", _names(DATASETS) + " (see Datasets)"),
         ("model", "picked by the dataset (see Datasets); " + _names(_options(conf, "model"))),
-        ("method", "a table column: " + ", ".join(f"`{m.name}` ({m.label})" for m in methods)),
+        ("method", "a table column: "
+         + ", ".join(f"`{m}` ({method.label})" for m, method in methods.items())),
         ("feedback", _names(_options(conf, "feedback")) + " (see Feedback rules)"),
         ("norm", _names(_options(conf, "norm"))),
         ("optimizer", _names(_options(conf, "optimizer"))),

@@ -44,6 +44,9 @@ EXPECTED = {
     "report_clip": 2 * 5,
     "quick": 11 * 2 * 5,
     "beyond": 7 * 3 * 5,
+    # Tables 2-4 on MNIST, shared cells once: Table 2's 11 + uSF+BM's batch-500 procedure,
+    # Table 3's 8 flipped columns, Table 4 C1's 4 RndF columns and C2's 8 frozen ones
+    "paper_mnist": (11 + 1 + 8 + 4 + 8) * 5,
 }
 
 

@@ -27,6 +27,9 @@ def read_idx(path: Path) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_DTYPES:
         raise ValueError(f"{path}: not an idx file (bad magic number)")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(f"{path}: truncated idx file ({len(data)} bytes, shorter than its "
+                         f"{4 + 4 * ndim}-byte header)")
     dims = tuple(int(d) for d in np.frombuffer(data, ">i4", count=ndim, offset=4))
     dtype = np.dtype(IDX_DTYPES[data[2]])
     expected = 4 + 4 * ndim + int(np.prod(dims)) * dtype.itemsize

@@ -63,8 +63,15 @@ def mnist(*, root: Path, download: bool, seed: int) -> RawDataset:
     splits = []
     for images_path, labels_path in (paths[:2], paths[2:]):
         images, labels = read_idx(images_path), read_idx(labels_path)
-        if images.ndim != 3 or labels.shape != images.shape[:1]:
-            raise ValueError(f"{labels_path}: {labels.shape} labels for images {images.shape}")
+        if images.ndim != 3:
+            raise ValueError(f"{images_path}: holds an array of shape {images.shape}, not "
+                             "(N, height, width) images")
+        if labels.shape != images.shape[:1]:
+            raise ValueError(f"{labels_path}: holds labels of shape {labels.shape}, not one per "
+                             f"image of {images_path} ({len(images)})")
+        if labels.size and (labels.min() < 0 or labels.max() > 9):
+            raise ValueError(f"{labels_path}: holds labels from {labels.min()} to "
+                             f"{labels.max()}, not digits 0..9")
         splits.append(_arrays(images[:, None], labels.astype(np.int64)))
     return RawDataset(*splits, 10, info={"files": [str(p) for p in paths]})
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bpgrid.report import figures, render
+import pandas as pd
+
+from bpgrid.report import conclusions, figures, render
 from bpgrid.report.paper import comparison, paper_numbers
 from bpgrid.report.records import fetch_records
 from bpgrid.report.table import Table, build_table
@@ -26,6 +28,12 @@ def build_report(uri: str, grid: str, column_key: list[str], columns: list[str],
     paper = paper_numbers(grid)
     if not paper.empty:
         outputs["paper_vs_run.md"], outputs["paper_vs_run.csv"] = comparison(table, paper)
+    row = conclusions.CONCLUSION_ROWS.get(grid)  # the paper's conclusions (I)-(VI) on this row
+    if row is not None:
+        values = table.cells.value.xs(row, level="dataset") if row in table.rows else []
+        errors = {c: None if pd.isna(v) else v for c, v in dict(values).items()}
+        published = paper.xs(row, level="dataset").to_dict() if row in paper.index else {}
+        outputs["conclusions.md"] = conclusions.markdown(grid, row, errors, published)
     for name, text in outputs.items():
         (folder / name).write_text(text)
     pictures = []
