@@ -78,7 +78,13 @@ def method_name(feedback: str, norm: str, optimizer: str) -> str:
     return "_".join(p for p in parts if p) or "sgd"
 
 
-@pytest.mark.parametrize("method", options("method"))
+def base_of(method: str) -> str | None:
+    """The method a variant preset builds on (its defaults name one method), else None."""
+    defaults = load("method", method)["defaults"]
+    return defaults[0] if len(defaults) == 1 and isinstance(defaults[0], str) else None
+
+
+@pytest.mark.parametrize("method", [m for m in options("method") if base_of(m) is None])
 def test_method_name_and_label_follow_its_factors(method):
     cfg = load("method", method)
     factors = {key.removeprefix("override /"): value
@@ -91,6 +97,21 @@ def test_method_name_and_label_follow_its_factors(method):
         assert label == OWN_LABELS[method]
     else:  # the paper's spelling of the name: usf_bn_bm is uSF+BN+BM
         assert label.lower().replace("+", "_") == method
+
+
+@pytest.mark.parametrize("method", [m for m in options("method") if base_of(m) is not None])
+def test_a_variant_method_extends_its_base(method):
+    """brsf_bn_bm_flip25 is brSF+BN+BM with one setting changed: its column name and label
+    extend the base's, or equal them when its runs report in the base's column (usf_bm_b500)."""
+    base = base_of(method)
+    assert base in options("method") and base_of(base) is None, base
+    cfg, base_cfg = load("method", method), load("method", base)
+    name, label = cfg["method"]["name"], cfg["method"]["label"]
+    assert name == method or name == base_cfg["method"]["name"]
+    assert name == base or name.startswith(f"{base}_")
+    base_label = base_cfg["method"]["label"]
+    assert label == base_label or label.startswith(base_label + " ")
+    assert set(cfg) - {"defaults", "method"}, f"{method} changes nothing of {base}"
 
 
 @pytest.mark.parametrize("dataset", list(DATASETS))

@@ -28,7 +28,7 @@ def sources(column: str) -> list[tuple[str, str]]:
 
 def test_paper_mnist_numbers_equal_the_tables_they_come_from():
     ours = paper_numbers("paper_mnist")
-    assert {d for d, _ in ours} == {"mnist"}
+    assert {d for d, _ in ours.index} == {"mnist"}
     for (_, column), value in ours.items():
         rows = sources(column)
         assert rows, column
@@ -41,4 +41,4 @@ def test_paper_mnist_numbers_equal_the_tables_they_come_from():
 def test_every_table_column_is_a_grid_column_with_a_published_number():
     columns = set(OmegaConf.load(CONF / "grid" / "paper_mnist.yaml").grid.columns)
     in_tables = {c for table in TABLES.values() for c, _ in table}
-    assert in_tables == columns == {c for _, c in paper_numbers("paper_mnist")}
+    assert in_tables == columns == {c for _, c in paper_numbers("paper_mnist").index}
