@@ -166,10 +166,14 @@ class Backend(ABC):
             todo.sort(key=lambda c: json.dumps(c["dataset"], sort_keys=True))
             jobs = self.plan(todo)
             ended = itertools.count(1)
+
+            def on_end(job: Job) -> None:
+                print(f"sweep: {next(ended)}/{len(jobs)} jobs finished", file=sys.stderr,
+                      flush=True)
+
             with self.session(jobs):
                 self.submit(jobs)
-                self.wait(jobs, lambda job: print(f"sweep: {next(ended)}/{len(jobs)} jobs "
-                                                  f"finished", file=sys.stderr, flush=True))
+                self.wait(jobs, on_end)
         return self.summarise(configs, stored, jobs, time.perf_counter() - start)
 
     def summarise(self, configs: list[dict[str, Any]], stored: list[dict | None],
@@ -183,10 +187,9 @@ class Backend(ABC):
         statuses, failed, train = {}, [], 0.0
         for config, before in zip(configs, stored, strict=True):
             cid = cell_id(config)
-            result = None if before else load_json(cell_dir(config) / "result.json")
             if before is not None:
                 status = "skipped"
-            elif result is not None:
+            elif (result := load_json(cell_dir(config) / "result.json")) is not None:
                 status, train = result["status"], train + result["train_seconds"]
             else:
                 status = "failed"
