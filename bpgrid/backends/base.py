@@ -23,7 +23,6 @@ import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -133,18 +132,17 @@ class Backend(ABC):
     def submit(self, jobs: list[Job]) -> None:
         """Start the jobs, setting each one's handle (in-process jobs run to their end here)."""
 
-    def session(self, jobs: list[Job]) -> AbstractContextManager:
+    def session(self, jobs: list[Job]) -> contextlib.AbstractContextManager:
         """What the jobs need while they are submitted and waited for; nothing by default."""
         return contextlib.nullcontext()
 
     def wait(self, jobs: list[Job], on_end: Callable[[Job], None]) -> None:
         """Return once every submitted job has ended, polling every few seconds and calling
         ``on_end`` as each one ends; a job that died keeps its error."""
-        submitted = [job for job in jobs if job.handle is not None]
-        by_handle = {id(job.handle): job for job in submitted}
-        handles = [job.handle for job in submitted]
+        submitted = {id(job.handle): job for job in jobs if job.handle is not None}
+        handles = [job.handle for job in submitted.values()]
         for handle in submitit.helpers.as_completed(handles, poll_frequency=POLL_SECONDS):
-            job = by_handle[id(handle)]
+            job = submitted[id(handle)]
             try:
                 handle.result()
             except Exception as err:  # a dead job: its unfinished cells are reported as failed
