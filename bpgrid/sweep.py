@@ -1,42 +1,67 @@
 """Run a grid: ``python -m bpgrid.sweep +grid=NAME [overrides] [hydra/launcher=local|slurm|debug]``.
 
-Hydra's sweeper expands the grid (``hydra.sweeper.params`` in the grid file, any axis overridable:
-``dataset=digits,mnist1d seed=0,1,2``); the bpgrid launcher validates every cell, skips finished
-ones and dispatches the rest. Ends with a summary line; exits 1 if any cell failed.
+The grid's axes (``hydra.sweeper.params`` in the grid file, any of them overridable:
+``dataset=digits,mnist1d seed=0,1,2``) expand into cells, and every cell is validated before
+anything starts. The launcher's backend then skips finished cells and runs the rest. Ends with a
+summary line and ``summary.json`` in the sweep's folder; exits 1 if any cell failed, 2 on a bad
+command line or config.
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
 
-from bpgrid import dispatch
-from bpgrid.cell import run_cell
+from bpgrid.backends import Summary, make_backend
+from bpgrid.config import ConfigError
+from bpgrid.grid import CONF, Grid, compose_cells, load_grid
 
-CONF = str(Path(__file__).resolve().parent.parent / "conf")
-
-
-@hydra.main(config_path=CONF, config_name="sweep", version_base="1.3")
-def _cell(cfg: DictConfig) -> None:
-    """Hydra's task function; used only if a non-bpgrid launcher is chosen."""
-    run_cell(cfg)
+SHOWN = 5  # cells a dry run prints
 
 
-def main() -> int:
-    if not any(arg.startswith("+grid=") or arg.startswith("grid=") for arg in sys.argv[1:]):
-        print("usage: python -m bpgrid.sweep +grid=NAME [overrides]; grids: "
-              + ", ".join(sorted(p.stem for p in (Path(CONF) / "grid").glob("*.yaml"))),
-              file=sys.stderr)
+def usage() -> str:
+    grids = ", ".join(sorted(p.stem for p in (CONF / "grid").glob("*.yaml")))
+    return f"usage: python -m bpgrid.sweep +grid=NAME [overrides]; grids: {grids}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if (not any(arg.startswith(("+grid=", "grid=")) for arg in argv)
+            or any(arg.startswith("-") for arg in argv)):
+        print(usage(), file=sys.stderr)
         return 2
-    _cell()
-    ended = dispatch.LAST_SWEEP
-    if not ended:  # Hydra returned without the bpgrid launcher reporting an end
-        return 1
-    summary = ended[-1]
-    return 1 if summary is not None and summary.counts.get("failed") else 0
+    try:
+        grid = load_grid(argv)
+        backend = make_backend(grid.launcher, grid.folder / "jobs")
+        cells = compose_cells(grid)
+        if grid.dry_run:
+            _show_dry_run(grid)
+            return 0
+        grid.folder.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(grid.config, grid.folder / "multirun.yaml")
+        summary = backend.run(cells)
+    except (ConfigError, HydraException, FileNotFoundError) as err:
+        cause = f"\n{err.__cause__}" if err.__cause__ else ""  # Hydra's says which key
+        print(f"bpgrid: {err}{cause}", file=sys.stderr)
+        return 2
+    _report(summary, grid)
+    return 1 if summary.counts.get("failed") else 0
+
+
+def _show_dry_run(grid: Grid) -> None:
+    print(f"grid {grid.name}: {len(grid.jobs)} cells (dry run, nothing launched)")
+    for job in grid.jobs[:SHOWN]:
+        print(f"  {grid.shown(job)}")
+
+
+def _report(summary: Summary, grid: Grid) -> None:
+    path = summary.save(grid.folder)
+    print(summary.line())
+    for failure in summary.failed:
+        print(f"  failed {failure.cell_id}: {failure.log}")
+    print(f"summary: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -86,14 +86,15 @@ def test_daemon_that_cannot_start_is_not_told_to_quit(fake_control, tmp_path):
 @pytest.mark.slow
 def test_local_sweep_with_more_workers_than_gpus_runs_under_the_daemon(
         fake_control, monkeypatch, tmp_path, capsys):
-    from bpgrid.dispatch import dispatch
+    from bpgrid.backends import make_backend
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # one GPU, two workers
     monkeypatch.setattr(mps, "PROBE", "pass")
     configs = [to_dict(compose_config([*local_overrides(tmp_path), "dataset=digits",
                                        "schedule.epochs=1", f"lr_scale={s}"]))
                for s in (1, 10)]  # device=cpu: the cells run here all the same
-    summary = dispatch(configs, "local", {"workers": 2, "mps": "auto"}, tmp_path / "jobs")
+    backend = make_backend({"name": "local", "workers": 2, "mps": "auto"}, tmp_path / "jobs")
+    summary = backend.run(configs)
     assert summary.counts == {"done": 2}
     assert fake_control.read_text() == "args:-d\nargs:\nquit\n"
     assert "2 workers share 1 GPU(s) through a CUDA MPS daemon" in capsys.readouterr().err

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from composing import CONF, compose_config, local_overrides
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from bpgrid.config import cell_id, validate
+from bpgrid.grid import expand
+from bpgrid.sweep import main
 
 REPO = Path(__file__).resolve().parent.parent
 GRIDS = sorted(p.stem for p in (CONF / "grid").glob("*.yaml"))
@@ -21,11 +21,9 @@ DATASETS_15 = 15
 
 
 def grid_jobs(name: str, *extra: str) -> list[list[str]]:
-    """The job overrides Hydra's sweeper makes of a grid: its params plus extra axes."""
+    """The job overrides the sweep makes of a grid: its params plus extra axes."""
     params = OmegaConf.load(CONF / "grid" / f"{name}.yaml").hydra.sweeper.params
-    lines = [f"{k}={v}" for k, v in params.items()] + list(extra)
-    overrides = OverridesParser.create().parse_overrides(lines)
-    return BasicSweeper.split_arguments(overrides, None)[0]
+    return expand([f"{k}={v}" for k, v in params.items()] + list(extra))
 
 
 EXPECTED = {
@@ -132,6 +130,17 @@ def test_a_failing_cell_leaves_the_others_and_the_exit_code_says_so(tmp_path):
     assert "failed " in out.stdout and ".err" in out.stdout  # the worker's log path
     summary = json.loads(next((tmp_path / "multirun").glob("summary.json")).read_text())
     assert summary["counts"] == {"done": 1, "failed": 1}
+    assert sorted(summary["statuses"].values()) == ["done", "failed"]
+    swept = OmegaConf.load(tmp_path / "multirun" / "multirun.yaml")  # the sweep's own config
+    assert swept.grid.name == "quick" and swept.hydra.launcher.name == "local"
+
+
+def test_without_a_grid_the_sweep_prints_its_usage(capsys):
+    assert main([]) == 2
+    assert main(["+grid=quick", "--help"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("usage: python -m bpgrid.sweep +grid=NAME [overrides]; grids: ") == 2
+    assert all(name in err for name in GRIDS)
 
 
 def test_bad_values_stop_the_sweep_before_anything_starts(tmp_path):

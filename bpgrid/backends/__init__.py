@@ -1,0 +1,8 @@
+"""Backends that run a sweep's cells: ``debug`` (in this process), ``local`` (worker processes),
+``slurm`` (array tasks). ``make_backend(cfg.hydra.launcher, folder).run(cells)`` returns the
+sweep's Summary."""
+
+from bpgrid.backends import debug, local, slurm  # noqa: F401 - each registers its backend
+from bpgrid.backends.base import BACKENDS, Backend, Job, Summary, make_backend, register
+
+__all__ = ["BACKENDS", "Backend", "Job", "Summary", "make_backend", "register"]

@@ -1,0 +1,22 @@
+"""``hydra/launcher=debug``: every cell in the sweep's own process, one after another."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bpgrid.backends.base import Backend, Job, register
+from bpgrid.backends.worker import work
+
+
+@register
+class DebugBackend(Backend):
+    """One job holding every cell, run in this process (a debugger sees the cells' code)."""
+
+    name = "debug"
+
+    def plan(self, cells: list[dict[str, Any]]) -> list[Job]:
+        return [Job(cells)]
+
+    def submit(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            work(job.cells)

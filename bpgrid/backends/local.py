@@ -1,0 +1,69 @@
+"""``hydra/launcher=local``: N worker processes on this machine, through submitit.
+
+Each worker gets its own GPU when there are GPUs (worker i runs on GPU i mod n), otherwise an
+equal share of the CPU threads. When workers outnumber GPUs, they can run under a CUDA MPS daemon
+of the sweep's own (bpgrid/mps.py), so the cells sharing a GPU run side by side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import submitit
+import torch
+
+from bpgrid import mps as cuda_mps
+from bpgrid.backends.base import Backend, Job, register
+from bpgrid.backends.worker import work
+
+A_WEEK_MIN = 7 * 24 * 60
+
+
+@register
+class LocalBackend(Backend):
+    """One job per worker, each with the same ordered list of cells (claims share them out)."""
+
+    name = "local"
+
+    def __init__(self, folder: Path, workers: int = 2, timeout_min: int | None = None,
+                 mps: str | bool = "auto") -> None:
+        super().__init__(folder)
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"hydra.launcher.workers must be a positive integer, got "
+                             f"{workers!r}")
+        cuda_mps.wanted(mps, workers, gpus=0)  # a bad mode fails now, before any cell starts
+        self.workers, self.timeout_min, self.mps = workers, timeout_min, mps
+
+    def plan(self, cells: list[dict[str, Any]]) -> list[Job]:
+        gpus = torch.cuda.device_count()
+        jobs = []
+        for i in range(min(self.workers, len(cells))):
+            device = f"cuda:{i % gpus}" if gpus else "cpu"
+            jobs.append(Job([{**c, "device": device if c["device"] == "auto" else c["device"]}
+                             for c in cells]))
+        return jobs
+
+    @contextlib.contextmanager
+    def session(self, jobs: list[Job]) -> Iterator[None]:
+        """Workers that outnumber the GPUs run under the sweep's own MPS daemon (mps: auto)."""
+        gpus = torch.cuda.device_count()
+        if not cuda_mps.wanted(self.mps, len(jobs), gpus):
+            yield
+            return
+        with cuda_mps.daemon() as shared:
+            if shared:
+                print(f"sweep: {len(jobs)} workers share {gpus} GPU(s) through a CUDA MPS "
+                      f"daemon", file=sys.stderr, flush=True)
+            yield
+
+    def submit(self, jobs: list[Job]) -> None:
+        executor = submitit.LocalExecutor(folder=self.folder)
+        executor.update_parameters(timeout_min=self.timeout_min or A_WEEK_MIN)
+        threads = max(1, (os.cpu_count() or 1) // len(jobs))
+        for job in jobs:
+            job.handle = executor.submit(work, job.cells, threads)
