@@ -1,9 +1,12 @@
-"""run_cell: one grid cell end to end, resumable, recorded in MLflow.
+"""run_cell: one grid cell end to end, resumable, owned by one process, recorded in MLflow.
 
-Files per cell, under ``<cells_dir>/<cell_id>/``: ``checkpoint.pt`` after every epoch (atomic),
-``result.json`` once the cell has finished (done or diverged), ``config.yaml`` and
-``learning_curve.png``. A cell started again resumes from its checkpoint; a finished cell returns
-its stored result without training. A failure never writes a result, so the cell is retried.
+The cell's files are under ``<cells_dir>/<cell_id>/`` (bpgrid/cellfiles.py). A finished cell
+returns its stored result without training. Otherwise the cell's lease is taken (bpgrid/lease.py:
+one owner at a time, wherever it runs), and the cell resumes from its last readable checkpoint,
+or starts. Every error of the cell (its config's data, its files, the store, the disk) ends as
+its ``failed`` result with the error text and a failure marker, never as an exception: the worker
+that ran it goes on to the next cell. A stop (a signal) is not a failure: the run is marked
+KILLED, the lease given back, and the stop goes on up.
 """
 
 from __future__ import annotations
@@ -14,16 +17,27 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 from omegaconf import DictConfig
 
-from bpgrid import __version__
-from bpgrid.checkpoint import load_checkpoint, load_json, save_checkpoint, save_json
+from bpgrid import __version__, shutdown
+from bpgrid.cellfiles import (
+    CellFiles,
+    clear_failure,
+    journal,
+    read_failure,
+    stored_result,
+    write_failure,
+)
+from bpgrid.checkpoint import load_checkpoint, save_checkpoint, save_json
 from bpgrid.config import cell_id, flat_params, to_dict, validate
+from bpgrid.divergence import chance_loss, divergence, finite_weights
+from bpgrid.lease import Lease, LostLease, Owned, acquire, describe
+from bpgrid.migrate import migrate
 from bpgrid.plots import learning_curve
 from bpgrid.tracking import Tracker
 from bpgrid.trainer import Trainer, finite
@@ -34,7 +48,7 @@ class CellResult:
     """What a cell reports (the JSON line ``python -m bpgrid.train`` ends with)."""
 
     cell_id: str
-    status: str  # done | diverged | failed
+    status: str  # done | diverged | failed | running (another live owner has the cell)
     best_val_error: float | None
     best_epoch: int | None
     final_val_error: float | None
@@ -46,6 +60,15 @@ class CellResult:
     cell_seconds: float = 0.0  # run_cell's whole time in its last start (setup, logging too)
     cell_dir: str = ""
     error: str | None = None
+    diverged_because: str | None = None
+    set_aside: list[str] = field(default_factory=list)  # unreadable files moved aside
+    run_ended: bool = False  # the MLflow run was ended after the result was stored
+    owner: str | None = None  # who has the cell, when it is running elsewhere
+
+    @classmethod
+    def stored(cls, data: dict[str, Any], **changes) -> CellResult:
+        known = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in data.items() if k in known}, **changes})
 
 
 @functools.cache
@@ -59,92 +82,218 @@ def code_version() -> str:
         return __version__
 
 
-def _best(history: list[dict[str, float]]) -> tuple[float | None, int | None]:
-    """Lowest validation error and its epoch, over the epochs that did not diverge."""
-    scored = [(h["val_error"], h["epoch"]) for h in history
-              if math.isfinite(h["val_error"]) and math.isfinite(h["train_loss"])]
-    return min(scored) if scored else (None, None)
-
-
-def _diverged(history: list[dict[str, float]]) -> bool:
-    """The last epoch's training loss was not finite (Liao et al.'s exploding gradients)."""
-    return bool(history) and not math.isfinite(history[-1]["train_loss"])
-
-
 def _show_progress(mode: str) -> bool:
     return mode == "always" or (mode == "auto" and sys.stderr.isatty())
 
 
-def run_cell(cfg: DictConfig | dict) -> CellResult:
-    """Train (or resume, or look up) the cell of this resolved config."""
-    start = time.perf_counter()
+class _Cell:
+    """One call of run_cell: the cell's config, files, tracker and what it set aside."""
+
+    def __init__(self, c: dict[str, Any]) -> None:
+        self.c, self.cid = c, cell_id(c)
+        self.files = CellFiles(Path(c["cells_dir"]) / self.cid)
+        self.sweep = str(c["grid"].get("sweep_id", ""))
+        self.aside: list[str] = []
+        self._tracker: Tracker | None = None
+        self.start = time.perf_counter()
+        self.token: str | None = None  # of the lease, once held
+
+    @property
+    def tracker(self) -> Tracker:
+        if self._tracker is None:
+            t = self.c["tracking"]
+            self._tracker = Tracker(t["uri"], t["experiment"], t.get("artifacts"))
+        return self._tracker
+
+    def result(self, status: str, **values) -> CellResult:
+        return CellResult(self.cid, status, None, None, None, values.pop("epochs_run", 0),
+                          values.pop("resumed_from_epoch", None), cell_dir=str(self.files.folder),
+                          set_aside=self.aside, **values)
+
+    def finished(self) -> CellResult | None:
+        """The stored result, its MLflow run ended if a kill came between the two."""
+        stored, moved = stored_result(self.files)
+        self.aside += moved
+        if stored is None:
+            return None
+        if not stored.get("run_ended") and stored.get("run_id"):
+            self.tracker.close(stored["run_id"])
+            stored["run_ended"] = True
+            save_json(self.files.result, stored)
+        return CellResult.stored(stored, cached=True, set_aside=self.aside)
+
+    def failed(self, err: BaseException | str, run_id: str | None = None,
+               checkpoint: dict | None = None) -> CellResult:
+        """The cell's failed result; its run FAILED and its failure marker written, as far as
+        the store and the disk still allow."""
+        error = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
+        if not isinstance(err, str):
+            print(f"bpgrid: cell {self.cid} failed:\n"
+                  + "".join(traceback.format_exception(err)), file=sys.stderr)
+        if run_id is not None:
+            try:
+                self.tracker.fail(run_id, error if isinstance(err, str)
+                                  else "".join(traceback.format_exception(err)))
+            except Exception as also:
+                error += f" (and its MLflow run could not be marked FAILED: {also})"
+        write_failure(self.files, error, self.sweep, self.aside)
+        journal(self.files, "end", token=self.token, status="failed", error=error[-500:])
+        return self.result("failed", error=error, run_id=run_id,
+                           epochs_run=len(checkpoint["history"]) if checkpoint else 0,
+                           resumed_from_epoch=checkpoint["epoch"] if checkpoint else None)
+
+
+def run_cell(cfg: DictConfig | dict, *, token: str | None = None) -> CellResult:
+    """Train (or resume, or look up) the cell of this resolved config. ``token``: the lease a
+    sweep reserved for this cell's job (bpgrid/backends/slurm.py)."""
     validate(cfg)
-    c = to_dict(cfg)
-    cid = cell_id(c)
-    cell_dir = Path(c["cells_dir"]) / cid
-    stored = load_json(cell_dir / "result.json")
-    if stored is not None:
-        return CellResult(**{**stored, "cached": True})
-    checkpoint = load_checkpoint(cell_dir / "checkpoint.pt")
-    tracking = c["tracking"]
-    tracker = Tracker(tracking["uri"], tracking["experiment"], tracking.get("artifacts"))
-    method = c.get("method", {})
-    tags = {"grid": c["grid"]["name"], "method": method.get("name", ""),
-            "method_label": method.get("label", ""), "dataset": c["dataset"]["name"],
-            "code_version": code_version(), "sweep_id": str(c["grid"].get("sweep_id", ""))}
-    run_id = tracker.start(cid, flat_params(c), tags,
-                           checkpoint["run_id"] if checkpoint else None)
+    cell = _Cell(to_dict(cfg))
     try:
-        result = _train(c, cid, cell_dir, checkpoint, tracker, run_id)
-    except Exception as err:  # the cell failed; the caller decides what that means for others
-        text = "".join(traceback.format_exception(err))
-        print(text, file=sys.stderr)
-        tracker.fail(run_id, text)
-        epochs = len(checkpoint["history"]) if checkpoint else 0
-        return CellResult(cid, "failed", None, None, None, epochs,
-                          checkpoint["epoch"] if checkpoint else None, run_id=run_id,
-                          cell_dir=str(cell_dir), error=f"{type(err).__name__}: {err}")
-    result.cell_seconds = time.perf_counter() - start
-    save_json(cell_dir / "result.json", asdict(result))  # before FINISHED: a kill in between
-    tracker.finish(run_id)  # leaves a stored result, never a finished run without one
+        migrate(cell.c, lambda old, new: cell.tracker.retag(old, new))
+        if (done := cell.finished()) is not None:
+            return done
+        lease = acquire(cell.files.lease, sweep_id=cell.sweep, token=token)
+        keep = False
+        try:
+            return _owned(cell, lease)
+        except BaseException as err:  # a stopped SLURM task: its job may be requeued
+            keep = token is not None and _as_stop(err) is not None
+            raise
+        finally:
+            lease.keep_for_job() if keep else lease.release()
+    except Owned as err:
+        return cell.result("running", owner=describe(err.holder), error=str(err))
+    except Exception as err:  # the cell's files or store, before it could start
+        if (stop := _as_stop(err)) is not None:
+            raise stop from err
+        return cell.failed(err)
+
+
+def _owned(cell: _Cell, lease: Lease) -> CellResult:
+    """The cell, its lease held: not retried within one sweep, else resumed or started."""
+    cell.token = lease.token
+    if (done := cell.finished()) is not None:  # finished by the owner before this one
+        return done
+    failure = read_failure(cell.files)
+    if cell.sweep and failure and failure.get("sweep_id") == cell.sweep:
+        return cell.result("failed", cached=True, error=f"failed earlier in this sweep: "
+                                                        f"{failure.get('error')}")
+    before = lease.took_over
+    if cell.sweep and before and before.get("sweep_id") == cell.sweep:
+        return cell.failed(f"its owner in this sweep died while training it: {describe(before)}")
+    checkpoint, moved = load_checkpoint(cell.files.checkpoint)
+    cell.aside += moved
+    run_id = None
+    try:
+        run_id = _start_run(cell, checkpoint)
+        journal(cell.files, "start", token=lease.token, sweep_id=cell.sweep, run_id=run_id,
+                resumed_from=checkpoint["epoch"] if checkpoint else None)
+        result = _train(cell, checkpoint, run_id, lease)
+        result.cell_seconds = time.perf_counter() - cell.start
+        with shutdown.signals_deferred():
+            lease.check()
+            save_json(cell.files.result, asdict(result))  # before FINISHED: a kill in between
+            cell.tracker.finish(run_id)  # leaves a result whose run the next look-up ends
+            result.run_ended = True
+            save_json(cell.files.result, asdict(result))
+    except LostLease as err:  # another owner has the cell (and its run) now
+        journal(cell.files, "end", token=lease.token, status="lost", error=str(err))
+        return cell.result("running", owner="the owner that took it over", error=str(err),
+                           run_id=run_id)
+    except BaseException as err:
+        stop = _as_stop(err)
+        if stop is None:
+            return cell.failed(err, run_id, checkpoint)
+        if run_id is not None:
+            try:
+                cell.tracker.stop(run_id)
+            except Exception:
+                pass  # a RUNNING run is resumed all the same
+        journal(cell.files, "end", token=lease.token, status="stopped")
+        if stop is err:
+            raise
+        raise stop from err
+    clear_failure(cell.files)
+    journal(cell.files, "end", token=lease.token, status=result.status)
     return result
 
 
-def _train(c: dict[str, Any], cid: str, cell_dir: Path, checkpoint: dict | None,
-           tracker: Tracker, run_id: str) -> CellResult:
+def _as_stop(err: BaseException) -> BaseException | None:
+    """The stop this exception is (a signal's, or any error while a signal asked to stop,
+    such as one torch made of it), or None if it is the cell's own failure."""
+    if not isinstance(err, Exception):
+        return err
+    return shutdown.requested()
+
+
+def _start_run(cell: _Cell, checkpoint: dict | None) -> str:
+    c = cell.c
+    method = c.get("method", {})
+    tags = {"grid": c["grid"]["name"], "method": method.get("name", ""),
+            "method_label": method.get("label", ""), "dataset": c["dataset"]["name"],
+            "dataset_root": str(c["dataset"].get("root")), "code_version": code_version(),
+            "sweep_id": cell.sweep}
+    return cell.tracker.start(cell.cid, flat_params(c), tags,
+                              checkpoint["run_id"] if checkpoint else None)
+
+
+def _best(history: list[dict[str, float]], chance: float | None
+          ) -> tuple[float | None, int | None]:
+    """Lowest validation error and its epoch, over the epochs that did not diverge."""
+    scored = [(h["val_error"], h["epoch"]) for h in history
+              if math.isfinite(h["val_error"]) and divergence(h, chance) is None]
+    return min(scored) if scored else (None, None)
+
+
+def _train(cell: _Cell, checkpoint: dict | None, run_id: str, lease: Lease) -> CellResult:
+    c, tracker = cell.c, cell.tracker
     trainer = Trainer(c)
+    chance = chance_loss(trainer.parts.loss_fn, trainer.parts.data)
     history: list[dict[str, float]] = []
-    train_seconds, resumed_from = 0.0, None
+    train_seconds, resumed_from, diverged = 0.0, None, None
+    logged = tracker.logged_epochs(run_id)
     if checkpoint is not None:
-        trainer.load_state(checkpoint["state"])
+        try:
+            trainer.load_state(checkpoint["state"])
+        except Exception as err:
+            raise RuntimeError(f"cannot resume from {cell.files.checkpoint} (epoch "
+                               f"{checkpoint['epoch']}): {type(err).__name__}: {err}") from err
         history, train_seconds = checkpoint["history"], checkpoint["train_seconds"]
         resumed_from = checkpoint["epoch"]
-        logged = tracker.logged_epochs(run_id)  # epochs checkpointed but not yet logged
-        for h in history:
+        for h in history:  # epochs checkpointed but not yet logged
             if h["epoch"] not in logged:
                 tracker.log_metrics(run_id, h, h["epoch"])
+        if history:  # a cell that had diverged before its end trains no further
+            diverged = divergence(history[-1], chance,
+                                  finite_weights(checkpoint["state"]["model"].values()))
     epochs = c["schedule"]["epochs"]
     progress = _show_progress(c["progress"])
     for epoch in range(len(history) + 1, epochs + 1):
-        if _diverged(history):  # also when resuming a cell that had diverged before its end
+        if diverged:
             break
         metrics = {"epoch": epoch, **trainer.train_epoch(epoch)}
         train_seconds += metrics["epoch_time"]
         history.append(metrics)
-        save_checkpoint(cell_dir / "checkpoint.pt", {
-            "epoch": epoch, "state": trainer.state(), "history": history, "run_id": run_id,
-            "train_seconds": train_seconds})
-        tracker.log_metrics(run_id, metrics, epoch)
+        state = trainer.state()
+        diverged = divergence(metrics, chance, finite_weights(state["model"].values()))
+        lease.check()  # a copy that lost its lease writes nothing more
+        with shutdown.signals_deferred():
+            save_checkpoint(cell.files.checkpoint, {
+                "epoch": epoch, "state": state, "history": history, "run_id": run_id,
+                "train_seconds": train_seconds})
+        if epoch not in logged:  # an epoch trained again after its checkpoint was set aside
+            tracker.log_metrics(run_id, metrics, epoch)
         if progress:
-            print(f"[{cid}] epoch {epoch}/{epochs} loss {metrics['train_loss']:.4f} "
+            print(f"[{cell.cid}] epoch {epoch}/{epochs} loss {metrics['train_loss']:.4f} "
                   f"val {metrics['val_error']:.2f} ({metrics['epoch_time']:.1f}s)",
                   file=sys.stderr, flush=True)
-    best, best_epoch = _best(history)
-    result = CellResult(
-        cid, "diverged" if _diverged(history) else "done", best, best_epoch,
-        finite(history[-1]["val_error"]), len(history), resumed_from, run_id=run_id,
-        train_seconds=train_seconds, cell_dir=str(cell_dir))
-    _record_end(c, cell_dir, history, result, tracker)
+    best, best_epoch = _best(history, chance)
+    result = cell.result(
+        "diverged" if diverged else "done", run_id=run_id, train_seconds=train_seconds,
+        epochs_run=len(history), resumed_from_epoch=resumed_from, diverged_because=diverged)
+    result.best_val_error, result.best_epoch = best, best_epoch
+    result.final_val_error = finite(history[-1]["val_error"]) if history else None
+    _record_end(c, cell.files.folder, history, result, tracker)
     return result
 
 
@@ -154,7 +303,10 @@ def _record_end(c: dict, cell_dir: Path, history: list[dict], result: CellResult
              "diverged": float(result.status == "diverged")}
     tracker.log_metrics(result.run_id, {k: v for k, v in final.items() if v is not None},
                         result.epochs_run)
-    tracker.set_tags(result.run_id, {"status": result.status})
+    tags = {"status": result.status}
+    if result.diverged_because:
+        tags["diverged_because"] = result.diverged_because
+    tracker.set_tags(result.run_id, tags)
     config_file = cell_dir / "config.yaml"
     config_file.write_text(yaml.safe_dump(c, sort_keys=False))
     curve = learning_curve(history, cell_dir / "learning_curve.png", title=result.cell_id)

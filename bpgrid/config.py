@@ -1,9 +1,10 @@
 """A cell's resolved config: its identity (the hash of its factors) and its validation.
 
 A cell is a pure function of its factors; everything else in the config (tracking, paths,
-device, progress) says where and how it runs, not what it computes. The valid names and keys come
-from the registries (datasets, models, feedback rules, norms, optimizers, losses), never from a
-list kept here.
+device, progress, the workers) says where and how it runs, not what it computes. So is where the
+dataset's files live (``dataset.root``) and whether they may be downloaded: moving the data
+renames no cell. The valid names and keys come from the registries (datasets, models, feedback
+rules, norms, optimizers, losses), never from a list kept here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +34,12 @@ SET_ELSEWHERE = ("input_shape", "num_classes", "feedback", "feedback_layers", "f
                  "norm", "alignment")
 
 
+#: keys of the dataset group that say where its files are, not what they hold
+DATASET_LOCATION = ("root", "download")
+#: a grid's name names its MLflow experiment and its folders
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
 class ConfigError(ValueError):
     """A config value that names nothing valid; the message names the key and the choices."""
 
@@ -42,16 +50,32 @@ def to_dict(cfg: DictConfig | Mapping) -> dict[str, Any]:
 
 def factors(cfg: DictConfig | Mapping) -> dict[str, Any]:
     """The config entries that determine the cell's result."""
+    out = _legacy_factors(cfg)
+    out["dataset"] = {k: v for k, v in out["dataset"].items() if k not in DATASET_LOCATION}
+    return out
+
+
+def _legacy_factors(cfg: DictConfig | Mapping) -> dict[str, Any]:
     c = to_dict(cfg)
     out = {k: c[k] for k in FACTORS}
     out["lr_scale"] = float(out["lr_scale"])  # lr_scale=100 and 100.0 are one cell
     return out
 
 
+def _hash(factors: dict[str, Any]) -> str:
+    text = json.dumps(factors, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
 def cell_id(cfg: DictConfig | Mapping) -> str:
     """A stable id: the first 12 hex digits of the SHA-1 of the factors as canonical JSON."""
-    text = json.dumps(factors(cfg), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
+    return _hash(factors(cfg))
+
+
+def legacy_cell_id(cfg: DictConfig | Mapping) -> str:
+    """The id bpgrid gave this cell before ``dataset.root`` and ``dataset.download`` stopped
+    being factors (the same hash, with them), to find cells made then."""
+    return _hash(_legacy_factors(cfg))
 
 
 def flat_params(cfg: DictConfig | Mapping) -> dict[str, str]:
@@ -102,6 +126,13 @@ def _fraction(key: str, value: Any, *, allow_one: bool) -> None:
         raise ConfigError(str(err)) from None
 
 
+def _name(key: str, value: Any) -> None:
+    """A name that becomes a folder: letters, digits, ``_.-``, no path (``../x`` is refused)."""
+    _check(key, isinstance(value, str) and NAME.fullmatch(value) is not None,
+           f"must be a plain name (letters, digits, _ . -, not starting with . or -), got "
+           f"{value!r}")
+
+
 def _method(method: Any) -> None:
     """A method (a table column) is a preset of factors with a name and a label."""
     _check("method", isinstance(method, Mapping), f"must name a conf/method preset, got {method!r}")
@@ -149,6 +180,10 @@ def validate(cfg: DictConfig | Mapping) -> None:
            f"must be true or false, got {c.get('cuda_graphs')!r}")
     _check("lr_scale", isinstance(c["lr_scale"], int | float) and c["lr_scale"] > 0,
            f"must be a positive number, got {c['lr_scale']!r}")
+    _check("seed", isinstance(c["seed"], int) and not isinstance(c["seed"], bool)
+           and c["seed"] >= 0, f"must be a non-negative integer, got {c['seed']!r}")
+    _name("grid.name", c.get("grid", {}).get("name", "adhoc"))
+    _name("tracking.experiment", c.get("tracking", {}).get("experiment", "adhoc"))
     _check("schedule.epochs", isinstance(sched["epochs"], int) and sched["epochs"] >= 1,
            f"must be a positive int, got {sched['epochs']!r}")
     _steps(sched, "lr_epochs", "lr_values")

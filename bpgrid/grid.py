@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+import secrets
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ class Grid:
     folder: Path  # hydra.sweep.dir: the jobs' logs, multirun.yaml, summary.json
     dry_run: bool
     config: DictConfig  # the sweep's config, Hydra's node included (saved as multirun.yaml)
+    sweep_id: str = ""  # this run of the sweep: tags its MLflow runs, marks its cells' failures
 
     def shown(self, job: list[str]) -> str:
         """A cell's overrides as a user reads them, Hydra's own settings left out."""
@@ -74,8 +77,9 @@ def load_grid(argv: list[str]) -> Grid:
         jobs = expand([f"{k}={v}" for k, v in params.items()] + argv, parser)
         launcher = OmegaConf.to_container(sweep.hydra.launcher, resolve=True)
         folder = Path(str(sweep.hydra.sweep.dir))  # ${now:...} resolves once, here
+    sweep_id = f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(2)}"
     return Grid(str(sweep.grid.name), jobs, launcher, folder, bool(sweep.grid.get("dry_run")),
-                sweep)
+                sweep, sweep_id)
 
 
 def compose_cells(grid: Grid) -> list[dict[str, Any]]:
@@ -83,7 +87,7 @@ def compose_cells(grid: Grid) -> list[dict[str, Any]]:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         parser = OverridesParser.create(config_loader=loader)
-        cells = _cells(grid.jobs, grid.folder.name, parser, set(loader.list_groups("")))
+        cells = _cells(grid.jobs, grid.sweep_id, parser, set(loader.list_groups("")))
     for config, job in zip(cells, grid.jobs, strict=True):
         try:
             validate(config)

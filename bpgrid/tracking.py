@@ -1,11 +1,13 @@
 """MLflow records of cells, through an explicit client (no global active run).
 
 One MLflow run per cell, named by the cell id and tagged with it, in the grid's experiment. A
-resumed cell logs into its existing run.
+resumed cell logs into its existing run. A run ends FINISHED (the cell has a result), FAILED
+(with the error as a tag) or KILLED (its owner was stopped; a rerun resumes into it).
 """
 
 from __future__ import annotations
 
+import fcntl
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,10 +54,19 @@ def is_local_store(uri: str) -> bool:
 
 
 def prepare_store(uri: str) -> None:
-    """Create and migrate the store once (before parallel cells start using it)."""
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    MlflowClient(uri).search_experiments(max_results=1)
+    """Create and migrate the store once (before parallel cells start using it).
+
+    MLflow creates a fresh SQLite database's tables without a lock, so two sweeps starting at
+    once on a new file race ("table experiments already exists"): the creation holds an flock on
+    ``<db>.lock`` beside it (SQLite itself needs a local disk, so flock is sound there)."""
+    if not uri.startswith("sqlite:///"):
+        MlflowClient(uri).search_experiments(max_results=1)
+        return
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        MlflowClient(uri).search_experiments(max_results=1)
 
 
 class Tracker:
@@ -71,7 +82,12 @@ class Tracker:
             return found.experiment_id
         location = None
         if artifacts and is_local_store(uri):
-            location = (Path(artifacts).resolve() / name).as_uri()
+            root = Path(artifacts).resolve()
+            folder = (root / name).resolve()
+            if not folder.is_relative_to(root) or folder == root:
+                raise ValueError(f"experiment {name!r} would put its artifacts outside "
+                                 f"tracking.artifacts={artifacts}")
+            location = folder.as_uri()
         try:
             return self.client.create_experiment(name, artifact_location=location)
         except MlflowException:  # created meanwhile by a parallel cell
@@ -115,6 +131,26 @@ class Tracker:
     def finish(self, run_id: str) -> None:
         self.client.set_terminated(run_id, "FINISHED")
 
+    def close(self, run_id: str) -> None:
+        """End the run FINISHED unless it is (a cell whose result was stored before its run was
+        ended, by a kill in between)."""
+        if self.client.get_run(run_id).info.status != "FINISHED":
+            self.finish(run_id)
+
     def fail(self, run_id: str, error: str) -> None:
         self.set_tags(run_id, {"error": error[-MAX_ERROR_TEXT:]})
         self.client.set_terminated(run_id, "FAILED")
+
+    def stop(self, run_id: str) -> None:
+        """The run's owner was stopped (a signal, a lost lease): KILLED, to be resumed."""
+        self.client.set_terminated(run_id, "KILLED")
+
+    def retag(self, old: str, new: str) -> list[str]:
+        """Runs of the cell id ``old`` become runs of ``new`` (keeping ``legacy_cell_id``)."""
+        runs = self.client.search_runs([self.experiment_id], f"tags.cell_id = '{old}'",
+                                       max_results=1000)
+        for run in runs:
+            self.set_tags(run.info.run_id, {"cell_id": new, "legacy_cell_id": old})
+            self.client.update_run(run.info.run_id, name=new)
+        return [run.info.run_id for run in runs]
+

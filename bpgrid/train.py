@@ -1,6 +1,9 @@
 """Train one cell: ``python -m bpgrid.train [overrides]``; ends with the result as one JSON line.
 
-Exits 0 when the cell is done or diverged (a result), 1 when it failed.
+Exits 0 when the cell is done or diverged (a result), 1 when it failed, 2 on a bad config, 3 when
+another live owner (a sweep's worker, a SLURM job, another ``bpgrid.train``) is training the cell
+(its status is then ``running``, and the message names the owner), 128 + the signal's number when
+SIGINT, SIGTERM or SIGHUP stopped it (the cell resumes when the command runs again).
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from omegaconf import DictConfig
 
 from bpgrid.cell import run_cell
 from bpgrid.config import ConfigError, validate
+from bpgrid.shutdown import Interrupted, signals_raise
 from bpgrid.tracking import prepare_store
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
+OWNED_ELSEWHERE = 3
 
 
 @hydra.main(config_path=CONF, config_name="config", version_base="1.3")
@@ -27,9 +32,19 @@ def main(cfg: DictConfig) -> None:
     except ConfigError as err:
         print(f"bpgrid: bad config: {err}", file=sys.stderr)
         sys.exit(2)
-    prepare_store(cfg.tracking.uri)
-    result = run_cell(cfg)
+    with signals_raise():
+        try:
+            prepare_store(cfg.tracking.uri)
+            result = run_cell(cfg)
+        except (Interrupted, KeyboardInterrupt) as stop:
+            code = stop.exit_code if isinstance(stop, Interrupted) else 130
+            print(f"bpgrid: {stop or 'interrupted'}; the cell resumes when this command runs "
+                  f"again", file=sys.stderr)
+            sys.exit(code)
     print(json.dumps(asdict(result)), flush=True)
+    if result.status == "running":
+        print(f"bpgrid: {result.error}", file=sys.stderr)
+        sys.exit(OWNED_ELSEWHERE)
     if result.status == "failed":
         sys.exit(1)
 

@@ -81,20 +81,35 @@ def test_same_config_and_seed_give_identical_metrics(tmp_path):
 
 
 def test_divergence_is_a_result_keeping_the_best_error_so_far(workdir):
-    result = run_cell(cfg_in(workdir, "dataset=teacher_linear", "feedback=usf",
-                             "lr_scale=1e4", "schedule.epochs=30"))
-    assert result.status == "diverged" and result.epochs_run < 30
-    assert result.best_epoch == 1 and result.best_val_error > 0
-    assert result.final_val_error is None
+    """uSF without BN or BM on the linear teacher at LR x6000: the loss grows from 1.35x the
+    chance level (epoch 1, the best) to over 1000x it in epoch 6, where the cell stops."""
+    overrides = ["dataset=teacher_linear", "feedback=usf", "lr_scale=6e3", "schedule.epochs=30"]
+    result = run_cell(cfg_in(workdir, *overrides))
+    assert result.status == "diverged" and result.epochs_run == 6
+    assert "more than 1000x the chance-level loss" in result.diverged_because
+    assert result.best_epoch == 1 and 0 < result.best_val_error < 100
+    losses = history(workdir, result.run_id, "train_loss")
+    assert [s for s, _ in losses] == [1, 2, 3, 4, 5, 6]
+    chance = float(result.diverged_because.rsplit(" ", 1)[1])
+    assert losses[-2][1] < 1000 * chance < losses[-1][1]
     run = client(workdir).get_run(result.run_id)
     assert run.info.status == "FINISHED" and run.data.metrics["diverged"] == 1
+    assert run.data.tags["diverged_because"] == result.diverged_because
 
     # killed after its last checkpoint but before its result: a restart trains no further
     (Path(result.cell_dir) / "result.json").unlink()
-    again = run_cell(cfg_in(workdir, "dataset=teacher_linear", "feedback=usf",
-                            "lr_scale=1e4", "schedule.epochs=30"))
+    again = run_cell(cfg_in(workdir, *overrides))
     assert again.status == "diverged" and again.epochs_run == result.epochs_run
     assert again.best_val_error == result.best_val_error
+
+
+def test_batch_manhattan_at_a_huge_lr_diverges_instead_of_ending_at_chance(workdir):
+    """BM's steps are +-LR whatever the gradient: at LR x1e6 its weights stay finite while its
+    loss explodes to ~1e15 and its error sits at chance. That is a divergence, not a result."""
+    result = run_cell(cfg_in(workdir, "method=bm", "lr_scale=1e6", "schedule.epochs=5"))
+    assert result.status == "diverged" and result.epochs_run == 1
+    assert "chance-level loss 2.3" in result.diverged_because  # ln 10
+    assert result.best_val_error is None and result.final_val_error > 80  # at chance
 
 
 def test_failure_marks_the_run_failed_with_the_error_and_writes_no_result(workdir):
@@ -171,3 +186,121 @@ def test_evaluation_counts_every_test_sample_even_a_lone_last_one(tmp_path):
             p.zero_()
         trainer.model[-1].bias[0] = 1.0  # predicts class 0 for every input
     assert trainer.evaluate() == pytest.approx(100.0 / 1001)
+
+
+# ------------------------------------------------------------ files, owners, failures
+
+def test_an_unreadable_checkpoint_costs_one_epoch_and_nothing_is_logged_twice(workdir):
+    first = run_cell(cfg_in(workdir, "method=brsf_bn_bm", "schedule.epochs=3"))
+    cell = Path(first.cell_dir)
+    (cell / "result.json").unlink()  # as if killed after its last checkpoint
+    (cell / "checkpoint.pt").write_bytes(b"")  # and the node crashed before the data was on disk
+    again = run_cell(cfg_in(workdir, "method=brsf_bn_bm", "schedule.epochs=3"))
+    assert again.status == "done" and again.resumed_from_epoch == 2  # from checkpoint.prev.pt
+    assert again.best_val_error == first.best_val_error and again.run_id == first.run_id
+    assert len(again.set_aside) == 1 and f"{cell}/checkpoint.pt: unreadable" in again.set_aside[0]
+    assert len(list(cell.glob("checkpoint.pt.unreadable-*"))) == 1
+    assert [s for s, _ in history(workdir, first.run_id)] == [1, 2, 3]  # epoch 3 logged once
+    assert client(workdir).get_run(first.run_id).info.status == "FINISHED"
+
+
+def test_an_unreadable_result_is_set_aside_and_rebuilt_without_training(workdir):
+    first = run_cell(cfg_in(workdir, "schedule.epochs=2"))
+    result = Path(first.cell_dir) / "result.json"
+    result.write_text(result.read_text()[:40])  # half-written
+    again = run_cell(cfg_in(workdir, "schedule.epochs=2"))
+    assert not again.cached and again.status == "done" and again.resumed_from_epoch == 2
+    assert again.train_seconds == first.train_seconds  # no epoch trained again
+    assert again.set_aside[0].startswith(f"{result}: unreadable (JSONDecodeError")
+    assert json.loads(result.read_text())["best_val_error"] == first.best_val_error
+
+
+def test_a_result_stored_before_its_run_ended_ends_the_run_when_looked_up(workdir):
+    first = run_cell(cfg_in(workdir, "schedule.epochs=2"))
+    result = Path(first.cell_dir) / "result.json"
+    result.write_text(json.dumps({**json.loads(result.read_text()), "run_ended": False}))
+    client(workdir).update_run(first.run_id, "RUNNING")  # killed between the two
+    again = run_cell(cfg_in(workdir, "schedule.epochs=2"))
+    assert again.cached and again.run_ended
+    assert client(workdir).get_run(first.run_id).info.status == "FINISHED"
+    assert json.loads(result.read_text())["run_ended"] is True
+
+
+def attempts(cell_dir: str) -> list[str]:
+    """How each attempt at the cell ended, from its journal."""
+    path = Path(cell_dir) / "attempts.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [a["status"] for a in lines if a["event"] == "end"]
+
+
+def test_a_failed_cell_is_tried_once_per_sweep_and_again_by_the_next(workdir):
+    missing = ["dataset=mnist", f"dataset.root={workdir}/none", "grid.name=g"]
+    first = run_cell(cfg_in(workdir, *missing, "+grid.sweep_id=s1"))
+    assert first.status == "failed" and f"{workdir}/none" in first.error
+    marker = json.loads((Path(first.cell_dir) / "failed.json").read_text())
+    assert marker["sweep_id"] == "s1" and f"{workdir}/none" in marker["error"]
+    assert marker["pid"] == os.getpid() and marker["log"]
+    same = run_cell(cfg_in(workdir, *missing, "+grid.sweep_id=s1"))  # another worker of s1
+    assert same.status == "failed" and same.cached and "failed earlier in this sweep" in same.error
+    assert attempts(first.cell_dir) == ["failed"]  # not tried again
+    later = run_cell(cfg_in(workdir, *missing, "+grid.sweep_id=s2"))  # a rerun tries again
+    assert later.status == "failed" and not later.cached
+    assert attempts(first.cell_dir) == ["failed", "failed"]
+
+
+def dead_owner_lease(cell_dir: Path, sweep_id: str) -> None:
+    """The lease a worker leaves when it is killed while it trains the cell."""
+    from bpgrid.jobs import machine
+
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    (cell_dir / "lease.json").write_text(json.dumps({
+        "token": "dead", "machine": machine(), "pid": int(proc.stdout), "host": "here",
+        "log": "/logs/worker-3.err", "sweep_id": sweep_id, "since": 0, "heartbeat": 0}))
+
+
+def test_a_cell_whose_worker_died_in_this_sweep_is_failed_not_retried(workdir):
+    cfg = cfg_in(workdir, "schedule.epochs=2", "+grid.sweep_id=s1")
+    cell_dir = workdir / "cells" / cell_id(cfg)
+    dead_owner_lease(cell_dir, "s1")
+    result = run_cell(cfg)
+    assert result.status == "failed" and "its owner in this sweep died" in result.error
+    assert "/logs/worker-3.err" in result.error
+    dead_owner_lease(cell_dir, "s1")
+    resumed = run_cell(cfg_in(workdir, "schedule.epochs=2", "+grid.sweep_id=s2"))
+    assert resumed.status == "done" and not (cell_dir / "failed.json").exists()
+    assert not (cell_dir / "lease.json").exists()
+
+
+def test_a_cell_a_live_owner_holds_is_left_to_it(workdir):
+    from bpgrid import lease
+
+    cfg = cfg_in(workdir, "schedule.epochs=2")
+    held = lease.acquire(workdir / "cells" / cell_id(cfg) / "lease.json")
+    try:
+        result = run_cell(cfg)
+    finally:
+        held.release()
+    assert result.status == "running" and f"pid {os.getpid()}" in result.owner
+    assert f"cell {cell_id(cfg)} is owned by" in result.error
+    assert not (workdir / "cells" / cell_id(cfg) / "checkpoint.pt").exists()
+    assert client(workdir).get_experiment_by_name("adhoc") is None  # no run was made
+
+
+def test_a_cell_made_under_its_legacy_id_is_found_under_its_new_one(workdir):
+    from bpgrid.config import legacy_cell_id
+
+    cfg = cfg_in(workdir, "schedule.epochs=2")
+    new, old = cell_id(cfg), legacy_cell_id(cfg)
+    first = run_cell(cfg)
+    # as the code before the change left it: the folder and the run named by the legacy id
+    (workdir / "cells" / new).rename(workdir / "cells" / old)
+    client(workdir).set_tag(first.run_id, "cell_id", old)
+    again = run_cell(cfg)
+    assert again.cached and again.cell_id == new and again.best_val_error == first.best_val_error
+    assert (workdir / "cells" / new / "result.json").exists()
+    assert not (workdir / "cells" / old).exists()
+    run = client(workdir).get_run(first.run_id)
+    assert (run.data.tags["cell_id"], run.data.tags["legacy_cell_id"]) == (new, old)
+    assert run.info.run_name == new

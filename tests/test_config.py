@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from composing import CONF, compose_config
 
-from bpgrid.config import ConfigError, cell_id, flat_params, model_keys, validate
+from bpgrid.config import ConfigError, cell_id, flat_params, legacy_cell_id, model_keys, validate
 
 
 def options(group: str) -> list[str]:
@@ -62,14 +62,36 @@ def test_cell_id_depends_on_factors_only():
     assert len(cell_id(a)) == 12
 
 
+def test_where_the_data_lives_is_not_a_factor():
+    """Moving the data, a trailing slash or allowing downloads computes the same cell."""
+    ids = {cell_id(compose_config(["dataset=mnist", *extra])) for extra in (
+        ["dataset.root=/data/mnist"], ["dataset.root=/data/mnist/"],
+        ["dataset.root=/scratch/mnist"], ["dataset.root=/data/mnist", "dataset.download=true"])}
+    assert len(ids) == 1
+    legacy = {legacy_cell_id(compose_config(["dataset=mnist", *extra])) for extra in (
+        ["dataset.root=/data/mnist"], ["dataset.root=/data/mnist/"],
+        ["dataset.root=/data/mnist", "dataset.download=true"])}
+    assert len(legacy) == 3  # the ids these cells had before
+    assert cell_id(compose_config(["dataset=mnist", "dataset.seed=1"])) not in ids
+    assert "dataset.root" not in flat_params(compose_config(["dataset=mnist"]))
+
+
 def test_known_cell_ids_stay_the_same(monkeypatch):
-    """Cell ids name checkpoints and MLflow runs: a config change must not rename old cells."""
+    """Cell ids name checkpoints and MLflow runs: a config change must not rename old cells.
+    The legacy ids are those the code gave before dataset.root/download left the factors (the
+    ids pinned then); cells made then are found through them (bpgrid/migrate.py)."""
     monkeypatch.setenv("BPGRID_DATA", "/datasets")
-    assert cell_id(compose_config([])) == "330b01a21c3e"
+    known = {(): ("acf6bb6bd705", "330b01a21c3e"),
+             ("dataset=mnist", "method=usf_bn_bm", "lr_scale=10", "seed=2"):
+                 ("da7982e8e361", "da584b34d0e5"),
+             ("dataset=teacher_nonlinear", "method=rndf", "schedule=report", "optimizer=adam"):
+                 ("6eba539022ec", "f39ec66eccb9")}
+    for overrides, (new, old) in known.items():
+        cfg = compose_config(list(overrides))
+        assert (cell_id(cfg), legacy_cell_id(cfg)) == (new, old), overrides
+    monkeypatch.setenv("BPGRID_DATA", "/elsewhere")  # the data moved: the new id stays
     assert cell_id(compose_config(["dataset=mnist", "method=usf_bn_bm", "lr_scale=10",
-                                   "seed=2"])) == "da584b34d0e5"
-    assert cell_id(compose_config(["dataset=teacher_nonlinear", "method=rndf", "schedule=report",
-                                   "optimizer=adam"])) == "f39ec66eccb9"
+                                   "seed=2"])) == "da7982e8e361"
 
 
 def test_params_are_flat_dotted_factors():
@@ -98,6 +120,12 @@ def test_params_are_flat_dotted_factors():
     (["model.dropout=half"], "model.dropout: must be a number, got 'half'"),
     (["feedback=kp", "feedback.decay=1.0"], r"feedback: decay must lie in \[0, 1\)"),
     (["method.label="], "method.label: must be a non-empty string, got ''"),
+    (["seed=abc"], "seed: must be a non-negative integer, got 'abc'"),
+    (["seed=-1"], "seed: must be a non-negative integer, got -1"),
+    (["seed=1.5"], "seed: must be a non-negative integer, got 1.5"),
+    (["grid.name=../../x"], "grid.name: must be a plain name"),
+    (["grid.name=a/b"], "grid.name: must be a plain name"),
+    (["tracking.experiment=.."], "tracking.experiment: must be a plain name"),
 ])
 def test_bad_values_name_the_key_and_the_choices(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -3,6 +3,7 @@
 sweep's Summary."""
 
 from bpgrid.backends import debug, local, slurm  # noqa: F401 - each registers its backend
-from bpgrid.backends.base import BACKENDS, Backend, Job, Summary, make_backend, register
+from bpgrid.backends.base import BACKENDS, Backend, Job, make_backend, register
+from bpgrid.backends.summary import Summary
 
 __all__ = ["BACKENDS", "Backend", "Job", "Summary", "make_backend", "register"]

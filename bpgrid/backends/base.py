@@ -1,15 +1,17 @@
 """A sweep's backend: how the cells to run become jobs, and how the jobs run.
 
-``Backend.run`` is the sweep, the same on every backend: skip finished cells, check the data,
-``plan`` the rest into jobs, ``submit`` them, ``wait`` for them, ``summarise`` how every cell
-ended, and return that summary. A backend (debug, local, slurm) supplies plan and submit, and
-where it needs one, a ``session`` held while its jobs run. Backends are registered by name as
-feedback rules and models are: ``hydra.launcher.name`` picks one, and the other
-``hydra.launcher`` keys are its constructor's arguments.
+``Backend.run`` is the sweep, the same on every backend: survey the cells (finished ones are
+skipped, ones a live job owns are left to it), check the data, ``plan`` the rest into jobs,
+``submit`` them, ``wait`` for them, and summarise how every cell ended. A backend (debug, local,
+slurm) supplies plan and submit, and where it needs them, a ``session`` held while its jobs run,
+what ``stop`` does when the sweep is stopped by a signal, and how it ``follow``s cells that jobs
+of an earlier sweep still run. Backends are registered by name as feedback rules and models are:
+``hydra.launcher.name`` picks one, and the other ``hydra.launcher`` keys are its constructor's
+arguments.
 
-A cell never takes another down: run_cell turns exceptions into a failed result, and a job that
-dies (OOM kill, node loss, scancel) loses only the cells it had not finished, which the summary
-reports as failed with the job's log. Unfinished cells resume from their checkpoints.
+A cell never takes another down: run_cell turns every error into a failed result, and a job that
+dies (OOM kill, node loss, scancel) loses only the cell it held, which the summary reports as
+failed with the job's log. Every cell resumes from its checkpoint on a rerun.
 """
 
 from __future__ import annotations
@@ -21,17 +23,18 @@ import json
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import submitit
 
-from bpgrid.checkpoint import load_json, save_json
+from bpgrid.backends.summary import Summary, summarise
+from bpgrid.backends.survey import survey
 from bpgrid.config import ConfigError, cell_id
 from bpgrid.data.registry import EMBEDDED
+from bpgrid.shutdown import Interrupted
 from bpgrid.tracking import prepare_store
 
 BACKENDS: dict[str, type[Backend]] = {}
@@ -64,10 +67,6 @@ def make_backend(launcher: Mapping[str, Any], folder: Path) -> Backend:
         raise ConfigError(str(err)) from None
 
 
-def cell_dir(config: Mapping[str, Any]) -> Path:
-    return Path(config["cells_dir"]) / cell_id(config)
-
-
 @dataclass
 class Job:
     """What a backend starts as one unit (a local worker, a SLURM array task): the cells it may
@@ -82,37 +81,6 @@ class Job:
         """Where the job's output went, with the error when it died."""
         where = str(self.handle.paths.stderr) if self.handle else "the sweep's own output"
         return f"{where} ({self.error})" if self.error else where
-
-
-@dataclass
-class Failure:
-    """A cell that ended without a result, and the log that says why."""
-
-    cell_id: str
-    log: str
-
-
-@dataclass
-class Summary:
-    """How a sweep ended: each cell's status (done, skipped, diverged, failed), the counts, and
-    the failed cells with their logs."""
-
-    total: int
-    counts: dict[str, int]
-    statuses: dict[str, str] = field(default_factory=dict)
-    failed: list[Failure] = field(default_factory=list)
-    wall_seconds: float = 0.0
-    train_seconds: float = 0.0
-
-    def line(self) -> str:
-        order = ("done", "skipped", "diverged", "failed")
-        parts = ", ".join(f"{self.counts.get(k, 0)} {k}" for k in order)
-        return f"sweep: {self.total} cells: {parts}"
-
-    def save(self, folder: Path) -> Path:
-        path = folder / "summary.json"
-        save_json(path, asdict(self))
-        return path
 
 
 class Backend(ABC):
@@ -149,61 +117,71 @@ class Backend(ABC):
                 job.error = type(err).__name__
             on_end(job)
 
+    def stop(self, jobs: list[Job], signum: int) -> str:
+        """The sweep was stopped by a signal while its jobs ran: end them (or leave them
+        running); the status of their unfinished cells (``interrupted`` by default)."""
+        return "interrupted"
+
+    def follow(self, running: dict[str, dict]) -> None:  # noqa: B027 - a hook, empty here
+        """Wait for cells that live jobs of an earlier sweep own, where this backend can
+        (SLURM's jobs); by default they are reported as running and not waited for."""
+
     def run(self, configs: list[dict[str, Any]]) -> Summary:
-        """Run every cell not yet finished and report how each of them ended."""
+        """Run every cell not yet finished nor owned by a live job; how each of them ended."""
         start = time.perf_counter()
-        stored = [load_json(cell_dir(c) / "result.json") for c in configs]
-        todo = [c for c, s in zip(configs, stored, strict=True) if s is None]
-        print(f"sweep: {len(configs)} cells, {len(configs) - len(todo)} already finished, "
-              f"{len(todo)} to run ({self.name})", file=sys.stderr, flush=True)
+        found = survey(configs)
+        print(f"sweep: {len(configs)} cells, {len(found.finished)} already finished, "
+              f"{len(found.running)} owned by live jobs (running), {len(found.todo)} to run "
+              f"({self.name})", file=sys.stderr, flush=True)
         jobs: list[Job] = []
-        if todo:
-            preflight(todo)
-            prepare_store(todo[0]["tracking"]["uri"])
-            # cells of one dataset run back to back, so a worker loads each dataset once
-            todo.sort(key=lambda c: json.dumps(c["dataset"], sort_keys=True))
-            jobs = self.plan(todo)
-            ended = itertools.count(1)
+        stopped, signum = None, None
+        try:
+            if found.todo:
+                self._launch(found.todo, jobs)
+            if found.running:
+                self.follow(found.running)
+        except Interrupted as stop:
+            signum = stop.signum
+            stopped = getattr(stop, "status", None) or self.stop(jobs, signum)
+        sweep_id = str(configs[0]["grid"].get("sweep_id", "")) if configs else ""
+        summary = summarise(configs, found, _given(jobs), sweep_id, stopped)
+        summary.wall_seconds, summary.stopped_by = time.perf_counter() - start, signum
+        if stopped == "running":
+            summary.detached = self.detached(jobs)
+        return summary
 
-            def on_end(job: Job) -> None:
-                print(f"sweep: {next(ended)}/{len(jobs)} jobs finished", file=sys.stderr,
-                      flush=True)
+    def detached(self, jobs: list[Job]) -> str:
+        """What a sweep stopped while its jobs go on says about them (SLURM)."""
+        return ""
 
-            with self.session(jobs):
+    def _launch(self, todo: list[dict[str, Any]], jobs: list[Job]) -> None:
+        preflight(todo)
+        prepare_store(todo[0]["tracking"]["uri"])
+        # cells of one dataset run back to back, so a worker loads each dataset once
+        todo.sort(key=lambda c: json.dumps(c["dataset"], sort_keys=True))
+        jobs += self.plan(todo)
+        ended = itertools.count(1)
+
+        def on_end(job: Job) -> None:
+            print(f"sweep: {next(ended)}/{len(jobs)} jobs finished", file=sys.stderr, flush=True)
+
+        with self.session(jobs):  # jobs are stopped while their session still holds
+            try:
                 self.submit(jobs)
                 self.wait(jobs, on_end)
-        return self.summarise(configs, stored, jobs, time.perf_counter() - start)
-
-    def summarise(self, configs: list[dict[str, Any]], stored: list[dict | None],
-                  jobs: list[Job], seconds: float) -> Summary:
-        """Each cell's status from its result file; ``stored`` are the results found before."""
-        given: dict[str, list[Job]] = {}
-        for job in jobs:
-            for config in job.cells:
-                given.setdefault(cell_id(config), []).append(job)
-        counts: Counter[str] = Counter()
-        statuses, failed, train = {}, [], 0.0
-        for config, before in zip(configs, stored, strict=True):
-            cid = cell_id(config)
-            if before is not None:
-                status = "skipped"
-            elif (result := load_json(cell_dir(config) / "result.json")) is not None:
-                status, train = result["status"], train + result["train_seconds"]
-            else:
-                status = "failed"
-                failed.append(Failure(cid, _failure_log(config, given.get(cid, []))))
-            counts[status] += 1
-            statuses[cid] = status
-        return Summary(len(configs), dict(counts), statuses, failed, seconds, train)
+            except Interrupted as stop:
+                stop.status = self.stop(jobs, stop.signum)
+                raise
 
 
-def _failure_log(config: Mapping[str, Any], given: list[Job]) -> str:
-    """The log of the job the cell was given to, when only one was (a SLURM task); else, where
-    workers share the cells, that of the worker whose claim on the cell is on disk."""
-    if len(given) == 1 and given[0].handle is not None:
-        return given[0].log
-    claim = cell_dir(config) / "claim.lock"
-    return (claim.read_text().strip() if claim.exists() else "") or "no job started it"
+def _given(jobs: list[Job]) -> dict[str, str]:
+    """The log of the job each cell was given to, for cells given to one job alone (a SLURM
+    task); where workers share the cells, the lease of the cell names its worker instead."""
+    given: dict[str, list[Job]] = {}
+    for job in jobs:
+        for config in job.cells:
+            given.setdefault(cell_id(config), []).append(job)
+    return {cid: js[0].log for cid, js in given.items() if len(js) == 1 and js[0].handle}
 
 
 def preflight(configs: list[dict[str, Any]]) -> None:

@@ -1,57 +1,45 @@
-"""The worker loop of local and debug sweeps: run every cell of a shared list no one else holds.
+"""The worker loop of local and debug sweeps: every cell of a shared list that no one else holds.
 
-Workers share one ordered list of cells and claim each with an flock on ``<cell>/claim.lock``
-(released by the kernel if the worker dies), so no cell is trained twice at once, not even by two
-sweeps. The claim records the worker's log, so a cell its worker left unfinished points at it.
+Workers share one ordered list of cells. run_cell takes each cell's lease (bpgrid/lease.py), so
+no cell is trained twice at once, not even by two sweeps, and a cell another owner holds is
+passed over. A cell that failed in this sweep is not tried again by the next worker, nor is one
+whose worker died holding it. A local worker stops cleanly on SIGINT, SIGTERM or SIGHUP (its cell
+is left to resume), and stops by itself when its sweep is gone, however the sweep ended.
 """
 
 from __future__ import annotations
 
-import fcntl
+import sys
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
-import submitit
 import torch
 
-from bpgrid.backends.base import cell_dir
+from bpgrid import shutdown
 from bpgrid.cell import run_cell
+from bpgrid.shutdown import Interrupted, die_with, stop_on_signals
 
 
 def work(configs: list[dict[str, Any]], threads: int | None = None) -> list[dict]:
-    """Run every cell of the shared list that no other worker holds; their results."""
+    """Run every cell of the shared list that no other owner holds; their results."""
     if threads:
         torch.set_num_threads(threads)
     results = []
     for config in configs:
-        handle = _claim(cell_dir(config) / "claim.lock")
-        if handle is None:
-            continue
-        try:
-            results.append(asdict(run_cell(config)))
-        finally:
-            handle.close()
+        shutdown.check()
+        result = run_cell(config)
+        if result.status != "running":
+            results.append(asdict(result))
     return results
 
 
-def _claim(path: Path):
-    """An open, exclusively flocked file, or None if another process holds the cell."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")  # noqa: SIM115 - held open for the cell's lifetime
+def worker(configs: list[dict[str, Any]], threads: int, sweep: tuple[int, int | None]
+           ) -> list[dict]:
+    """``work`` in a worker process of the sweep ``sweep`` (its pid and start time)."""
+    stop_on_signals()
+    die_with(sweep)
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    handle.truncate(0)
-    handle.write(_job_log())  # so that a dead worker's cell points at the worker's log
-    handle.flush()
-    return handle
-
-
-def _job_log() -> str:
-    try:
-        return str(submitit.JobEnvironment().paths.stderr)
-    except RuntimeError:  # not inside a submitit job
-        return "the sweep's own output"
+        return work(configs, threads)
+    except Interrupted as stop:
+        print(f"worker: {stop}; its cell is left to resume", file=sys.stderr, flush=True)
+        return []

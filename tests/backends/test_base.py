@@ -3,6 +3,7 @@ each cell ended. A scripted backend stands in for real jobs here; tests/test_swe
 and tests/launch/ run the real ones."""
 
 import json
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,7 +13,7 @@ from omegaconf import OmegaConf
 from submitit.core.utils import UncompletedJobError
 
 from bpgrid.backends import BACKENDS, Backend, Job, make_backend
-from bpgrid.backends.base import cell_dir
+from bpgrid.backends.survey import cell_files
 from bpgrid.checkpoint import save_json
 from bpgrid.config import ConfigError, cell_id, to_dict
 
@@ -53,9 +54,14 @@ def test_slurm_settings_become_submitits_parameters(tmp_path):
         "slurm_setup": ["module load cuda"]}
 
 
+def cell_dir(config):
+    return cell_files(config).folder
+
+
 class Scripted(Backend):
     """Each job 'runs' by writing what ``outcomes`` says for its cells' seeds: a result
-    (done, diverged), nothing (failed), a dead job (killed), or a worker's claim (claimed)."""
+    (done, diverged), nothing (failed), a dead job (killed), or the lease of a worker that died
+    holding the cell (claimed)."""
 
     name = "scripted"
 
@@ -75,9 +81,10 @@ class Scripted(Backend):
                 if outcome in ("done", "diverged"):
                     save_json(cell_dir(config) / "result.json",
                               {"status": outcome, "train_seconds": 1.5})
-                if outcome == "claimed":
-                    cell_dir(config).mkdir(parents=True, exist_ok=True)
-                    (cell_dir(config) / "claim.lock").write_text("worker-1.err")
+                if outcome == "claimed":  # on another machine, silent for an hour
+                    save_json(cell_dir(config) / "lease.json", {
+                        "token": "t", "machine": "elsewhere", "pid": 1, "log": "worker-1.err",
+                        "sweep_id": "", "heartbeat": time.time() - 3600})
             job.handle = SimpleNamespace(
                 done=lambda: True, paths=SimpleNamespace(stderr=self.folder / f"{n}.err"),
                 result=(self._die if job.cells[0]["seed"] == 3 else lambda: []))
