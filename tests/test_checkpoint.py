@@ -5,8 +5,15 @@ import json
 import pytest
 import torch
 
-from bpgrid.checkpoint import (UnreadableFile, atomic_write, load_checkpoint, previous,
-                               read_json, save_checkpoint, save_json)
+from bpgrid.checkpoint import (
+    UnreadableFile,
+    atomic_write,
+    load_checkpoint,
+    previous,
+    read_json,
+    save_checkpoint,
+    save_json,
+)
 
 
 def state(epoch: int) -> dict:

@@ -121,7 +121,8 @@ def test_the_heartbeat_renews_every_held_lease(tmp_path, monkeypatch):
     held = [lease.acquire(tmp_path / c / "lease.json") for c in ("a", "b")]
     first = [json.loads(h.path.read_text())["heartbeat"] for h in held]
     time.sleep(0.5)
-    assert all(json.loads(h.path.read_text())["heartbeat"] > f for h, f in zip(held, first))
+    beats = [json.loads(h.path.read_text())["heartbeat"] for h in held]
+    assert all(b > f for b, f in zip(beats, first, strict=True))
     for h in held:
         h.release()
 

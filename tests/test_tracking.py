@@ -72,3 +72,39 @@ def test_parallel_writers_to_one_sqlite_store_lose_nothing(tmp_path):
     runs = client.search_runs([exp.experiment_id], max_results=100)
     assert len(runs) == 16 and all(r.info.status == "FINISHED" for r in runs)
     assert all(len(client.get_metric_history(r.info.run_id, "val_error")) == 15 for r in runs)
+
+
+STORE_RACE = """
+import os, sys, time
+import mlflow.store.db.utils, mlflow.store.tracking.sqlalchemy_store
+from bpgrid import tracking
+print("ready", flush=True)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.001)
+tracking.prepare_store(sys.argv[1])
+print(tracking.Tracker(sys.argv[1], "grid").experiment_id, flush=True)
+"""
+
+
+def test_sweeps_starting_at_once_on_a_fresh_database_all_start(tmp_path):
+    """Sweeps creating one new SQLite store at the same instant: MLflow's own table creation
+    races ("table metrics already exists", "duplicate column name"); bpgrid's serialises it."""
+    import subprocess
+    import sys
+
+    uri, go = f"sqlite:///{tmp_path}/fresh.db", tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", STORE_RACE, uri, str(go)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    assert [p.stdout.readline().strip() for p in procs] == ["ready"] * 4
+    go.touch()  # all four start creating the store now
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-300:] for _, err in outs]
+    assert len({out.strip() for out, _ in outs}) == 1  # one experiment, the same for all
+
+
+def test_an_experiment_name_cannot_put_artifacts_outside_the_artifact_folder(tmp_path):
+    uri = f"sqlite:///{tmp_path}/m.db"
+    with pytest.raises(ValueError, match="outside tracking.artifacts"):
+        tracking.Tracker(uri, "../../x", str(tmp_path / "art"))
+    assert not (tmp_path.parent / "x").exists()

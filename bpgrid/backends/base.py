@@ -24,7 +24,7 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -75,6 +75,7 @@ class Job:
     cells: list[dict[str, Any]]
     handle: submitit.Job | None = None  # None when the cells run in the sweep's own process
     error: str | None = None  # the exception's name when the job itself died
+    results: list[dict] = field(default_factory=list)  # what its cells returned
 
     @property
     def log(self) -> str:
@@ -112,7 +113,7 @@ class Backend(ABC):
         for handle in submitit.helpers.as_completed(handles, poll_frequency=POLL_SECONDS):
             job = submitted[id(handle)]
             try:
-                handle.result()
+                job.results = handle.result() or []
             except Exception as err:  # a dead job: its unfinished cells are reported as failed
                 job.error = type(err).__name__
             on_end(job)
@@ -174,14 +175,20 @@ class Backend(ABC):
                 raise
 
 
-def _given(jobs: list[Job]) -> dict[str, str]:
-    """The log of the job each cell was given to, for cells given to one job alone (a SLURM
-    task); where workers share the cells, the lease of the cell names its worker instead."""
+def _given(jobs: list[Job]) -> dict[str, tuple[str, str | None]]:
+    """Each cell's job log and error as its job knows them: from the result the job returned
+    for it (so a failure a full disk kept from its marker is still told), else, for a cell
+    given to one job alone (a SLURM task), that job's log."""
     given: dict[str, list[Job]] = {}
     for job in jobs:
         for config in job.cells:
             given.setdefault(cell_id(config), []).append(job)
-    return {cid: js[0].log for cid, js in given.items() if len(js) == 1 and js[0].handle}
+    out = {cid: (js[0].log, None) for cid, js in given.items() if len(js) == 1 and js[0].handle}
+    for job in jobs:
+        for result in job.results:
+            if result.get("status") == "failed" and not result.get("cached"):
+                out[result["cell_id"]] = (job.log, result.get("error"))
+    return out
 
 
 def preflight(configs: list[dict[str, Any]]) -> None:

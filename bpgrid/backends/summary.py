@@ -59,11 +59,12 @@ class Summary:
         return path
 
 
-def summarise(configs: list[dict[str, Any]], found: Survey, given: Mapping[str, str],
-              sweep_id: str, stopped: str | None = None) -> Summary:
-    """Each cell's status from its files. ``given``: the log of the job each cell was given to,
-    where one job had it alone; ``stopped``: the status of unfinished cells when the sweep was
-    stopped (``interrupted``, or ``running`` for jobs it detached from)."""
+def summarise(configs: list[dict[str, Any]], found: Survey,
+              given: Mapping[str, tuple[str, str | None]], sweep_id: str,
+              stopped: str | None = None) -> Summary:
+    """Each cell's status from its files. ``given``: the log of the job that had the cell and
+    the error it returned, where known; ``stopped``: the status of unfinished cells when the
+    sweep was stopped (``interrupted``, or ``running`` for jobs it detached from)."""
     counts: Counter[str] = Counter()
     out = Summary(len(configs), {}, set_aside=list(found.set_aside),
                   migrated=list(found.migrated))
@@ -73,15 +74,15 @@ def summarise(configs: list[dict[str, Any]], found: Survey, given: Mapping[str, 
         if cid in found.finished:
             status = "skipped"
         else:
-            status = _status(files, found, given.get(cid), sweep_id, stopped, out)
+            status = _status(files, found, given.get(cid, (None, None)), sweep_id, stopped, out)
         counts[status] += 1
         out.statuses[cid] = status
     out.counts = dict(counts)
     return out
 
 
-def _status(files, found: Survey, job_log: str | None, sweep_id: str, stopped: str | None,
-            out: Summary) -> str:
+def _status(files, found: Survey, job: tuple[str | None, str | None], sweep_id: str,
+            stopped: str | None, out: Summary) -> str:
     cid = files.cell_id
     result, aside = stored_result(files)
     out.set_aside += aside
@@ -99,9 +100,10 @@ def _status(files, found: Survey, job_log: str | None, sweep_id: str, stopped: s
     if held is not None and not ours and lease.alive(held):
         out.running[cid] = lease.describe(held)
         return "running"
-    if stopped:
+    job_log, error = job
+    if stopped and error is None:
         return stopped
     log = job_log or (held or {}).get("log") or "no job started it"
-    out.failed.append(Failure(cid, log, "its job ended without a result"
-                              if job_log or held else None))
+    out.failed.append(Failure(cid, log, error or ("its job ended without a result"
+                                                  if job_log or held else None)))
     return "failed"

@@ -1,6 +1,7 @@
 """A small grid through ``hydra/launcher=slurm`` on the real cluster, one cell cancelled."""
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -74,3 +75,44 @@ def test_a_requeued_cell_resumes_from_its_checkpoint(tmp_path: Path, slurm_clust
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "val_error")]
     assert sorted(steps) == list(range(1, 301))
+
+
+def test_a_detached_sweep_leaves_its_array_running_and_a_rerun_follows_it(tmp_path: Path,
+                                                                          slurm_cluster):
+    """Ctrl-C after submission detaches: the array goes on, its cells stay owned (the queued
+    one by the reservation the sweep made for its task). The same command again submits
+    nothing, follows the jobs to their end and summarises both cells."""
+    cmd = [sys.executable, "-m", "bpgrid.sweep", "+grid=quick", *local_overrides(tmp_path),
+           f"hydra.sweep.dir={tmp_path}/multirun", "hydra/launcher=slurm",
+           "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1",
+           "hydra.launcher.array_parallelism=1", "method=sgd", "dataset=digits",
+           "lr_scale=10,1", "schedule.epochs=150"]
+    sweep = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.time() + 180
+    while not (tasks := _running_array_tasks()):
+        assert time.time() < deadline and sweep.poll() is None, "no array task started"
+        time.sleep(0.5)
+    array = tasks[0].split("_")[0]
+    sweep.send_signal(signal.SIGINT)
+    out, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 128 + signal.SIGINT, err[-3000:]
+    assert f"detached: SLURM array {array} goes on" in out and f"scancel {array}" in out
+    queued = subprocess.run(["squeue", "-h", "-r", "-j", array, "-o", "%i %T"],
+                            capture_output=True, text=True, check=True).stdout.split("\n")
+    assert len([line for line in queued if line.strip()]) == 2  # both tasks still there
+    leases = [json.loads(p.read_text()) for p in (tmp_path / "cells").glob("*/lease.json")]
+    assert sorted(h["job_id"] for h in leases) == [f"{array}_0", f"{array}_1"]
+
+    rerun = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "2 cells, 0 already finished, 2 owned by live jobs (running), 0 to run" in rerun.stderr
+    assert "following 2 SLURM jobs" in rerun.stderr
+    assert "submitted as SLURM array" not in rerun.stderr
+    assert "sweep: 2 cells: 2 done, 0 skipped, 0 diverged, 0 failed" in rerun.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("quick").experiment_id])
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    for run in runs:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_error")]
+        assert sorted(steps) == list(range(1, 151))
