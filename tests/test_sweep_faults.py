@@ -213,7 +213,7 @@ def start_sweep(root: Path, *axes: str) -> subprocess.Popen:
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL],
                          ids=["TERM", "HUP", "KILL"])
 def test_a_stopped_sweep_leaves_no_worker_and_every_cell_resumes(tmp_path, how):
-    axes = ["method=sgd,usf_bn_bm", "lr_scale=10,1", "dataset=digits", "schedule.epochs=400",
+    axes = ["method=sgd,usf_bn_bm", "lr_scale=10,1", "dataset=digits", "schedule.epochs=150",
             LOCAL]
     proc = start_sweep(tmp_path, *axes)
     workers = tree(proc.pid)
@@ -234,7 +234,7 @@ def test_a_stopped_sweep_leaves_no_worker_and_every_cell_resumes(tmp_path, how):
 
     again = sweep(tmp_path, *axes)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert_each_cell_ran_once(tmp_path, 400)
+    assert_each_cell_ran_once(tmp_path, 150)
     resumed = [r["resumed_from_epoch"] for r in results(tmp_path).values()]
     assert sum(1 for r in resumed if r) >= 2  # the cells in flight went on from their epoch
 
@@ -248,7 +248,7 @@ def train_cmd(root: Path, *overrides: str) -> list[str]:
 @pytest.mark.slow
 def test_two_owners_of_one_cell_train_it_once(tmp_path):
     """Two bpgrid.train of one cell at once, then a sweep over it while one still trains."""
-    cell = ["method=sgd", "lr_scale=10", "schedule.epochs=300"]
+    cell = ["method=sgd", "lr_scale=10", "schedule.epochs=100"]
     procs = [subprocess.Popen(train_cmd(tmp_path, *cell), cwd=tmp_path, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     deadline = time.time() + 300
@@ -256,7 +256,7 @@ def test_two_owners_of_one_cell_train_it_once(tmp_path):
         assert time.time() < deadline, "no copy started"
         time.sleep(0.1)
     during = sweep(tmp_path, "method=sgd", "lr_scale=10,1", "dataset=digits",
-                   "schedule.epochs=300", LOCAL)
+                   "schedule.epochs=100", LOCAL)
     outs = [p.communicate(timeout=600) for p in procs]
     codes = sorted(p.returncode for p in procs)
     assert codes == [0, 3], [e[-2000:] for _, e in outs]
@@ -275,7 +275,7 @@ def test_two_owners_of_one_cell_train_it_once(tmp_path):
         assert status == "done"
     journal = (tmp_path / "cells" / cid / "attempts.jsonl").read_text().splitlines()
     assert [json.loads(a)["pid"] for a in journal] == [trained.pid] * 2  # its start and end
-    assert_each_cell_ran_once(tmp_path, 300)
+    assert_each_cell_ran_once(tmp_path, 100)
 
 
 @pytest.mark.slow

@@ -100,6 +100,8 @@ class LocalBackend(Backend):
         """SIGTERM to every worker, then SIGKILL to what is left after GRACE_SECONDS."""
         processes = [job.handle._process for job in jobs
                      if job.handle is not None and job.handle._process is not None]
+        if not processes:
+            return "interrupted"
         tree = [(p, process_start(p)) for proc in processes
                 for p in [proc.pid, *descendants(proc.pid)]]
         print(f"sweep: stopping {len(processes)} workers; their cells resume on a rerun",
