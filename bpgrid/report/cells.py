@@ -37,9 +37,7 @@ class GridCells:
 
     @property
     def column_key(self) -> list[str]:
-        """The config keys (``method``, or a key such as ``feedback.flip_prob``) naming the
-        table column of a cell."""
-        return list(self.config.grid.get("column_key", ["method"]))
+        return column_key(self.config)
 
     @property
     def columns(self) -> list[str]:
@@ -47,13 +45,18 @@ class GridCells:
         return list(self.config.grid.get("columns", []))
 
 
+def column_key(config: DictConfig) -> list[str]:
+    """The config keys (``method``, or a key such as ``feedback.flip_prob``) naming the table
+    column of a cell (``grid.column_key``)."""
+    return list(config.grid.get("column_key", ["method"]))
+
+
 def compose_grid(argv: list[str], note: Callable[[str], None] = stderr_note) -> GridCells:
     """The cells of ``python -m bpgrid.sweep`` with these arguments, composed, not launched."""
     grid = load_grid(argv)
     note(f"grid {grid.name}: composing its {len(grid.jobs)} cells")
     configs = compose_cells(grid)
-    key = list(grid.config.grid.get("column_key", ["method"]))
-    return GridCells(grid.name, grid.config, cell_frame(configs, key))
+    return GridCells(grid.name, grid.config, cell_frame(configs, column_key(grid.config)))
 
 
 def _value(config: Mapping[str, Any], key: str) -> Any:
