@@ -129,5 +129,5 @@ def _cells(jobs: list[list[str]], sweep_id: str, parser: OverridesParser,
                 raise ConfigError(f"could not override {o.input_line!r}: {err}") from None
         cells.append(OmegaConf.to_container(cfg, resolve=True))
         if n % 200 == 0:
-            print(f"sweep: composed {n}/{len(jobs)} cells", file=sys.stderr)
+            print(f"composed {n}/{len(jobs)} cells", file=sys.stderr)
     return cells

@@ -8,6 +8,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from bpgrid.plots import plt
+from bpgrid.report.records import metric_history
 from bpgrid.report.table import Table
 
 
@@ -38,8 +39,7 @@ def flip_prob_plot(table: Table, path: Path) -> Path | None:
 def _curve(client: MlflowClient, run_id: str, prefix: str) -> pd.Series:
     """The mean by epoch of the run's metrics named ``prefix...``; empty when it has none."""
     keys = [k for k in client.get_run(run_id).data.metrics if k.startswith(prefix)]
-    return pd.DataFrame({k: {m.step: m.value for m in client.get_metric_history(run_id, k)}
-                         for k in keys}).sort_index().mean(axis=1)
+    return metric_history(client, run_id, keys).mean(axis=1)
 
 
 def curves(table: Table, uri: str, folder: Path) -> list[Path]:

@@ -1,74 +1,89 @@
-"""A grid's MLflow runs as DataFrames: every run with all its fields, then one record per cell."""
+"""A grid's cells with their MLflow runs: each cell's latest run, found by its cell id in any
+experiment of the store, so a cell that another grid ran shows in every grid that holds it."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-RECORD_COLUMNS = ["dataset", "column", "label", "lr_scale", "seed", "status", "best", "run_id",
-                  "code_version"]
+RECORD_COLUMNS = ["cell_id", "dataset", "column", "label", "lr_scale", "seed", "status", "best",
+                  "run_id", "experiment", "code_version"]
+RUN_FIELDS = ["run_id", "experiment", "start_time", "status", "best_val_error", "best_epoch",
+              "final_val_error", "code_version"]
+# A cell's status from its run: FINISHED runs carry the cell's own (done | diverged) as a tag.
+UNFINISHED = {"FAILED": "failed", "KILLED": "failed"}  # any other MLflow state: running
+MISSING = "missing"  # a cell without a run
 
 
 class ReportError(ValueError):
     """The runs cannot make the requested table; the message says why and what to do."""
 
 
-def fetch_runs(uri: str, grid: str) -> pd.DataFrame:
-    """One row per run of the grid's experiment: run_id, state (MLflow's), start_time, and its
-    fields as ``mlflow.search_runs`` names them: params.*, tags.*, metrics.*."""
+def check_store(uri: str) -> None:
+    """A SQLite store must exist: reading one that does not would create an empty file."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        raise ReportError(f"no MLflow store at {uri}; run the sweep first, or set "
+                          f"tracking.uri=... to the store it wrote")
+
+
+def _pages(search: Callable, **kwargs) -> Iterable:
+    """Every item of a paged MLflow search."""
+    token = None
+    while True:
+        page = search(page_token=token, **kwargs)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def fetch_runs(uri: str, cell_ids: Iterable[str]) -> pd.DataFrame:
+    """Every run of these cells (its ``cell_id`` tag), in any experiment of the store: cell_id
+    and RUN_FIELDS, the status as the table reads it (done | diverged | failed | running)."""
+    check_store(uri)
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(grid)
-    runs = client.search_runs([experiment.experiment_id], max_results=50000) if experiment else []
-    if not runs:
-        raise ReportError(f"no runs in the MLflow experiment {grid!r} at {uri}; run "
-                          f"`python -m bpgrid.sweep +grid={grid}` first (or set tracking.uri)")
-    frame = pd.DataFrame([
-        {"run_id": r.info.run_id, "state": r.info.status, "start_time": r.info.start_time or 0,
-         **{f"params.{k}": v for k, v in r.data.params.items()},
-         **{f"tags.{k}": v for k, v in r.data.tags.items()},
-         **{f"metrics.{k}": v for k, v in r.data.metrics.items()}} for r in runs])
-    foreign = sorted(set(_field(frame, "tags.grid", "?")) - {grid})
-    if foreign:
-        raise ReportError(f"the MLflow experiment {grid!r} holds runs of grid(s) {foreign}; a "
-                          f"report reads one grid's runs (python -m bpgrid.report +grid=...)")
-    return frame
+    experiments = {e.experiment_id: e.name
+                   for e in _pages(client.search_experiments, max_results=1000)}
+    wanted = set(cell_ids)
+    rows = []
+    for run in _pages(client.search_runs, experiment_ids=list(experiments), max_results=50000):
+        tags, metrics, state = run.data.tags, run.data.metrics, run.info.status
+        if tags.get("cell_id") not in wanted:
+            continue
+        rows.append({
+            "cell_id": tags["cell_id"], "run_id": run.info.run_id,
+            "experiment": experiments[run.info.experiment_id],
+            "start_time": pd.Timestamp(run.info.start_time or 0, unit="ms", tz="UTC"),
+            "status": tags.get("status", "done") if state == "FINISHED"
+            else UNFINISHED.get(state, "running"),
+            "best_val_error": metrics.get("best_val_error", float("nan")),
+            "best_epoch": metrics.get("best_epoch", float("nan")),
+            "final_val_error": metrics.get("val_error", float("nan")),
+            "code_version": tags.get("code_version", "?")})
+    return pd.DataFrame(rows, columns=["cell_id", *RUN_FIELDS])
 
 
-def _field(frame: pd.DataFrame, name: str, default) -> pd.Series:
-    """A column of the runs, ``default`` where a run (or every run) lacks it."""
-    column = frame[name] if name in frame else pd.Series(default, index=frame.index)
-    return column.fillna(default)
+def with_runs(cells: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The cells (one row each, a ``cell_id`` column) with their latest run's RUN_FIELDS; a
+    cell without a run has status ``missing`` and no run_id."""
+    latest = (runs.sort_values("start_time", kind="stable")
+              .drop_duplicates("cell_id", keep="last").set_index("cell_id"))
+    joined = cells.join(latest[RUN_FIELDS], on="cell_id")
+    joined["status"] = joined.status.fillna(MISSING)
+    return joined
 
 
-def to_records(runs: pd.DataFrame, column_key: list[str]) -> pd.DataFrame:
-    """The latest run of each cell as a record (RECORD_COLUMNS); the run fields ``column_key``
-    (``method``, or a parameter such as ``feedback.flip_prob``) name its table column."""
-    runs = runs.assign(cell=_field(runs, "tags.cell_id", runs.run_id))
-    runs = runs.sort_values("start_time", kind="stable").drop_duplicates("cell", keep="last")
-    parts, labels = [], []
-    for key in column_key:
-        if key == "method":
-            method = _field(runs, "tags.method", "")
-            label = _field(runs, "tags.method_label", method)
-            parts.append(method)
-            labels.append(label.where(label != "", method))
-        else:
-            parts.append(_field(runs, f"params.{key}", "?"))
-            labels.append(f"{key.split('.')[-1]}=" + parts[-1])
-    unfinished = runs.state.map({"FAILED": "failed"}).fillna("running")
-    return pd.DataFrame({
-        "dataset": _field(runs, "tags.dataset", "?"),
-        "column": pd.concat(parts, axis=1).agg("/".join, axis=1),
-        "label": pd.concat(labels, axis=1).agg(" ".join, axis=1),
-        "lr_scale": runs["params.lr_scale"].astype(float),
-        "seed": runs["params.seed"].astype(int),
-        "status": _field(runs, "tags.status", "done").where(runs.state == "FINISHED", unfinished),
-        "best": _field(runs, "metrics.best_val_error", float("nan")).astype(float),
-        "run_id": runs.run_id,
-        "code_version": _field(runs, "tags.code_version", "?"),
-    }).reset_index(drop=True)
+def to_records(cells: pd.DataFrame) -> pd.DataFrame:
+    """Cells with their runs (``with_runs``) as the table's records (RECORD_COLUMNS)."""
+    return cells.rename(columns={"best_val_error": "best"})[RECORD_COLUMNS].reset_index(drop=True)
 
 
-def fetch_records(uri: str, grid: str, column_key: list[str]) -> pd.DataFrame:
-    """The grid's runs from MLflow, latest per cell, as records (RECORD_COLUMNS)."""
-    return to_records(fetch_runs(uri, grid), column_key)
+def metric_history(client: MlflowClient, run_id: str, keys: Iterable[str]) -> pd.DataFrame:
+    """The run's metrics ``keys`` by epoch (their step), one column each; keys it never logged
+    are left out."""
+    history = {k: {m.step: m.value for m in client.get_metric_history(run_id, k)} for k in keys}
+    frame = pd.DataFrame({k: v for k, v in history.items() if v}, dtype=float)
+    return frame.sort_index().rename_axis("epoch")

@@ -18,8 +18,8 @@ from bpgrid.report.table import EDGE, PARTIAL, Table
 COLOURS = {"worse": "#fff176", "better": "#9ad9f5"}  # yellow, blue
 MD_COLOUR = {"worse": " ▲", "better": " ▼"}
 LEGEND = (f"Error (%), best over epochs and LR scales (mean ± std over seeds). {EDGE}: the best "
-          f"LR scale is at the edge of the grid; {PARTIAL}: some runs of the cell are missing or "
-          f"failed.")
+          f"LR scale is at the edge of the grid; {PARTIAL}: some runs of the cell are missing, "
+          f"failed or still running.")
 TEX = str.maketrans({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                      "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                      "^": r"\textasciicircum{}", "†": r"$^\dagger$", "±": r"$\pm$"})

@@ -5,6 +5,11 @@ LR scales of its runs, averaged over seeds (± the standard deviation when there
 A cell at least ``threshold`` points worse than the baseline column is coloured yellow, at least
 ``threshold`` better blue. Cells without a finished run say why (missing, failed, diverged,
 running) instead of showing a number.
+
+The records are the grid's cells, each with its latest run or none (status ``missing``): the
+marks are judged against what the grid asked for, per table cell: † when the best LR scale is the
+lowest or highest of the scales asked for in its row and column, * when some of its grid cells
+are missing, failed or still running.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ KEYS = ["dataset", "column"]
 # A cell without a number shows the first of these its runs have; finished runs without a
 # number diverged.
 NO_NUMBER = {"failed": "failed", "diverged": "diverged", "running": "running", "done": "diverged"}
+UNFINISHED = ["missing", "failed", "running"]  # grid cells that make a number partial (*)
 CELL_COLUMNS = ["status", "value", "std", "marks", "colour", "best_lr_scale", "runs", "best_run"]
 
 
@@ -39,9 +45,11 @@ class Table:
     column_labels: dict[str, str]  # column -> label, in column order
     baseline: str
     threshold: float
-    scales: list[float] = field(default_factory=list)
-    runs: int = 0
+    scales: list[float] = field(default_factory=list)  # every LR scale the grid asked for
+    runs: int = 0  # runs found (a grid cell's latest run)
     code_versions: list[str] = field(default_factory=list)
+    grid_cells: int = 0  # cells the grid defines
+    experiments: dict[str, int] = field(default_factory=dict)  # runs found per MLflow experiment
 
     @property
     def rows(self) -> list[str]:
@@ -66,49 +74,53 @@ def _ordered(present: set[str], preferred: list[str]) -> list[str]:
     return [c for c in preferred if c in present] + sorted(present - set(preferred))
 
 
-def select(records: pd.DataFrame, scales: list[float]) -> pd.DataFrame:
-    """One row per (dataset, column) that has records: the error and its marks, or why none."""
-    edges = [scales[0], scales[-1]] if len(scales) >= 3 else []
+def select(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, column) of the records: the error and its marks, or why none."""
+    scales = records.groupby(KEYS).lr_scale
+    low, high = scales.transform("min"), scales.transform("max")
+    at_edge = (records.lr_scale == low) | (records.lr_scale == high)
+    records = records.assign(edge=at_edge & (scales.transform("nunique") >= 3))
     scored = records.dropna(subset=["best"])
     per_seed = scored.loc[scored.groupby([*KEYS, "seed"])["best"].idxmin()]  # best LR scale
     numbers = per_seed.groupby(KEYS).agg(value=("best", "mean"), std=("best", "std"),
-                                         edge=("lr_scale", lambda s: s.isin(edges).any()))
+                                         edge=("edge", "any"))
     best = per_seed.loc[per_seed.groupby(KEYS)["best"].idxmin()].set_index(KEYS)
     numbers["best_lr_scale"], numbers["best_run"] = best.lr_scale, best.run_id
     cells = records.groupby(KEYS).agg(
-        runs=("run_id", "size"), seeds=("seed", "nunique"),
-        finished=("status", lambda s: s.isin(["done", "diverged"]).sum()),
-        status=("status", lambda s: next(NO_NUMBER[k] for k in NO_NUMBER if k in set(s)))
+        runs=("run_id", "count"),
+        unfinished=("status", lambda s: s.isin(UNFINISHED).any()),
+        status=("status", lambda s: next((NO_NUMBER[k] for k in NO_NUMBER if k in set(s)),
+                                         "missing"))
     ).join(numbers)
     valued = cells.value.notna()
-    partial = cells.finished < len(scales) * cells.seeds
     cells["status"] = cells.status.where(~valued, "value")
     cells["marks"] = (np.where(valued & cells.edge.eq(True), EDGE, "")
-                      + np.where(valued & partial, PARTIAL, ""))
-    return cells.drop(columns=["seeds", "finished", "edge"])
+                      + np.where(valued & cells.unfinished, PARTIAL, ""))
+    return cells.drop(columns=["unfinished", "edge"])
 
 
 def build_table(records: pd.DataFrame, grid: str, columns: list[str], baseline: str,
                 threshold: float, baseline_records: pd.DataFrame | None = None) -> Table:
     """Select the cells, in the grid's column order, coloured against the baseline column, which
-    comes from ``baseline_records`` (another grid's runs) when they hold it."""
-    scales = sorted(records.lr_scale.unique())
-    cells = select(records, scales)
+    comes from ``baseline_records`` (another grid's cells) when they hold it."""
+    cells = select(records)
     column_labels = dict(zip(records.column, records.label, strict=True))
     order = _ordered(set(column_labels), columns)
     base = None if baseline_records is None else \
         baseline_records[baseline_records.column == baseline]
     if base is not None and not base.empty:
-        cells = pd.concat([cells.drop(baseline, level="column", errors="ignore"),
-                           select(base, sorted(base.lr_scale.unique()))])
+        cells = pd.concat([cells.drop(baseline, level="column", errors="ignore"), select(base)])
         column_labels[baseline] = base.label.iloc[0]
         order = [baseline, *(c for c in order if c != baseline)]
     rows = row_labels(records.dataset)
     cells = cells.reindex(pd.MultiIndex.from_product([list(rows), order], names=KEYS))
     cells = cells.fillna({"status": "missing", "marks": "", "runs": 0}).astype({"runs": int})
     cells["colour"] = colours(cells.value, baseline, threshold)
+    found = records.dropna(subset=["run_id"])
     return Table(grid, cells[CELL_COLUMNS], rows, {c: column_labels[c] for c in order},
-                 baseline, threshold, scales, len(records), sorted(records.code_version.unique()))
+                 baseline, threshold, sorted(records.lr_scale.unique()), len(found),
+                 sorted(found.code_version.unique()), len(records),
+                 found.experiment.value_counts().to_dict())
 
 
 def colours(values: pd.Series, baseline: str, threshold: float) -> np.ndarray:

@@ -1,9 +1,9 @@
 """bpgrid/report/conclusions.py on synthetic rows: holds, does not hold, cannot tell."""
 
 import pytest
-from synthetic_runs import write_store
+from synthetic_runs import grid_cells, records, write_store
 
-from bpgrid.report.build import build_report
+from bpgrid.report.build import write_report
 from bpgrid.report.conclusions import (
     CONCLUSIONS,
     FAILS,
@@ -19,6 +19,7 @@ from bpgrid.report.conclusions import (
     worse,
 )
 from bpgrid.report.paper import paper_numbers
+from bpgrid.report.table import build_table
 
 PAPER = {c: v for (_, c), v in paper_numbers("paper_mnist").items()}
 
@@ -135,9 +136,12 @@ def test_report_of_paper_mnist_writes_conclusions_and_other_grids_do_not(tmp_pat
             ("mnist", "frsf_bn_bm", 0, 1, "FINISHED", "done", 4.00),
             ("mnist", "nusf", 0, 1, "FAILED", None, None)]
     write_store(uri, "paper_mnist", runs)
-    write_store(uri, "other", runs)
-    folder = build_report(uri, "paper_mnist", ["method"], ["sgd"], "sgd", 3.0, tmp_path,
-                          plots=False)
+    found = records(uri, grid_cells(r[:4] for r in runs))
+
+    def report(grid):
+        table = build_table(found, grid, ["sgd"], "sgd", 3.0)
+        return write_report(table, tmp_path, uri, [f"+grid={grid}"], grid, plots=False)
+    folder = report("paper_mnist")
     text = (folder / "conclusions.md").read_text()
     assert "| (IV) Asymmetric backpropagation evades the weight transport problem, so the " \
            "brain could plausibly implement it. | does not hold | holds |" in text  # 4.00 - 0.67
@@ -145,5 +149,5 @@ def test_report_of_paper_mnist_writes_conclusions_and_other_grids_do_not(tmp_pat
            "cannot tell | holds |" in text  # no BN+BM, no uSF+BN+BM runs
     assert "| NuSF | – | 0.60 | – |" in text and "| frSF+BN+BM | 4.00 | 0.91 | +3.09 |" in text
     assert "`conclusions.md`" in (folder / "README.md").read_text()
-    other = build_report(uri, "other", ["method"], ["sgd"], "sgd", 3.0, tmp_path, plots=False)
+    other = report("other")
     assert not (other / "conclusions.md").exists()

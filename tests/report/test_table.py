@@ -1,16 +1,15 @@
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-from synthetic_runs import COLUMNS, write_store
+from synthetic_runs import COLUMNS, grid_cells, records, write_store
 
-from bpgrid.report.build import build_report
-from bpgrid.report.records import RECORD_COLUMNS, ReportError, fetch_records, to_records
+from bpgrid.report.build import write_report
+from bpgrid.report.records import RECORD_COLUMNS
 from bpgrid.report.render import markdown
 from bpgrid.report.table import build_table
 
@@ -27,8 +26,11 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def table(store):
-    records = fetch_records(store, "synthetic", ["method"])
-    return build_table(records, "synthetic", COLUMNS, "sgd", 3.0)
+    return build_table(records(store), "synthetic", COLUMNS, "sgd", 3.0)
+
+
+def report(table, uri, folder, plots=False):
+    return write_report(table, folder, uri, ["+grid=synthetic"], "synthetic", plots=plots)
 
 
 def cells(table) -> dict:
@@ -58,14 +60,13 @@ def test_numbers_statuses_marks_and_colours(table):
 
 
 @pytest.mark.parametrize("name", ["table.md", "table.tex"])
-def test_golden_files(store, tmp_path, name):
-    folder = build_report(store, "synthetic", ["method"], COLUMNS, "sgd", 3.0, tmp_path,
-                          plots=False)
+def test_golden_files(table, store, tmp_path, name):
+    folder = report(table, store, tmp_path)
     assert (folder / name).read_text() == (GOLDEN / name).read_text()
 
 
-def test_all_formats_and_readme_are_written(store, tmp_path):
-    folder = build_report(store, "synthetic", ["method"], COLUMNS, "sgd", 3.0, tmp_path)
+def test_all_formats_and_readme_are_written(table, store, tmp_path):
+    folder = report(table, store, tmp_path, plots=True)
     names = {p.name for p in folder.iterdir()}
     assert {"table.md", "table.tex", "table_standalone.tex", "table.html", "table.csv",
             "README.md", "curves_mnist.png", "curves_cifar10.png"} <= names
@@ -78,7 +79,9 @@ def test_all_formats_and_readme_are_written(store, tmp_path):
     csv_rows = (folder / "table.csv").read_text().splitlines()
     assert csv_rows[1].startswith("mnist,sgd,SGD,value,0.6700,,,,1.0,3,")
     readme = (folder / "README.md").read_text()
-    assert "21 runs" in readme and "best validation error over all epochs and LR scales" in readme
+    assert "the grid defines 33 cells; 21 have a run" in readme
+    assert "the runs found are in `synthetic` (21)" in readme
+    assert "best validation error over all epochs and LR scales (0.1, 1, 10)" in readme
 
 
 def _css(html: str, selector: str) -> str:
@@ -91,40 +94,13 @@ def test_baseline_from_another_grid(tmp_path):
     uri = f"sqlite:///{tmp_path}/m.db"
     write_store(uri, "base", [("mnist", "sgd", 0, 1, "FINISHED", "done", 1.0)])
     write_store(uri, "flip", [("mnist", "brsf_bn_bm", 0, 1, "FINISHED", "done", 5.0),
-                              ("mnist", "sgd", 0, 1, "FINISHED", "done", 9.0)])
-    records = fetch_records(uri, "flip", ["method"])
-    base = fetch_records(uri, "base", ["method"])
-    table = build_table(records, "flip", [], "sgd", 3.0, base)
+                              ("mnist", "sgd", 0, 10, "FINISHED", "done", 9.0)])
+    flip = records(uri, grid_cells([("mnist", "brsf_bn_bm", 0, 1), ("mnist", "sgd", 0, 10)]))
+    base = records(uri, grid_cells([("mnist", "sgd", 0, 1)]))
+    table = build_table(flip, "flip", [], "sgd", 3.0, base)
     assert table.columns == ["sgd", "brsf_bn_bm"]  # one SGD column, the baseline grid's
     assert cells(table)["mnist", "sgd"].value == 1.0
     assert cells(table)["mnist", "brsf_bn_bm"].colour == "worse"
-
-
-def test_no_runs_and_foreign_runs_are_clear_errors(tmp_path):
-    uri = f"sqlite:///{tmp_path}/m.db"
-    with pytest.raises(ReportError, match="no runs in the MLflow experiment 'nothing'.*sweep"):
-        fetch_records(uri, "nothing", ["method"])
-    write_store(uri, "mixed", [("mnist", "sgd", 0, 1, "FINISHED", "done", 1.0)])
-    write_store(uri, "other", [("mnist", "sgd", 0, 1, "FINISHED", "done", 1.0)])
-    from bpgrid.tracking import Tracker
-    t = Tracker(uri, "mixed")
-    run = t.start("x", {"lr_scale": "1.0", "seed": "0"}, {"grid": "other"})
-    t.finish(run)
-    with pytest.raises(ReportError, match=r"holds runs of grid\(s\) \['other'\]"):
-        fetch_records(uri, "mixed", ["method"])
-
-
-def test_command_line_writes_reports_of_a_grid(tmp_path):
-    uri = f"sqlite:///{tmp_path}/m.db"
-    write_store(uri, "quick", [("digits", "sgd", 0, 1, "FINISHED", "done", 2.0)])
-    out = subprocess.run([sys.executable, "-m", "bpgrid.report", "+grid=quick",
-                          f"tracking.uri={uri}", f"report.out_dir={tmp_path}/reports"],
-                         capture_output=True, text=True, check=True)
-    assert f"{tmp_path}/reports/quick/table.md" in out.stdout
-    assert "| digits | 2.00 |" in (tmp_path / "reports/quick/table.md").read_text()
-    bad = subprocess.run([sys.executable, "-m", "bpgrid.report", "+grid=experiment_a",
-                          f"tracking.uri={uri}"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "no runs in the MLflow experiment 'experiment_a'" in bad.stderr
 
 
 @pytest.mark.latex
@@ -132,8 +108,8 @@ def test_standalone_table_compiles_with_pdflatex(store, tmp_path):
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex is not installed (CI installs TeX Live)") \
             if not _must_run() else pytest.fail("pdflatex missing with BPGRID_LATEX=1")
-    folder = build_report(store, "synthetic", ["method"], COLUMNS, "sgd", 3.0, tmp_path,
-                          plots=False)
+    folder = report(build_table(records(store), "synthetic", COLUMNS, "sgd", 3.0), store,
+                    tmp_path)
     for tex in ("table_standalone.tex",):
         done = subprocess.run(["pdflatex", "-halt-on-error", "-interaction=nonstopmode", tex],
                               cwd=folder, capture_output=True, text=True, timeout=120)
@@ -149,29 +125,10 @@ def _must_run() -> bool:
 def _records(*rows) -> pd.DataFrame:
     """Records of one seed from (dataset, column, best[, lr_scale[, status]]) tuples."""
     def record(dataset, column, best, scale=1.0, status="done"):
-        return (dataset, column, column, scale, 0, status, best, f"run-{dataset}-{column}", "v")
+        run = None if status == "missing" else f"run-{dataset}-{column}-{scale:g}"
+        return (f"{dataset}-{column}-{scale:g}", dataset, column, column, scale, 0, status, best,
+                run, "e", "v")
     return pd.DataFrame([record(*r) for r in rows], columns=RECORD_COLUMNS).astype({"best": float})
-
-
-def test_runs_become_one_record_per_cell_latest_first():
-    runs = pd.DataFrame([
-        {"run_id": "old", "state": "FAILED", "start_time": 1, "tags.cell_id": "a",
-         "tags.dataset": "mnist", "tags.method": "brsf_bn_bm", "tags.method_label": "brSF",
-         "params.lr_scale": "10.0", "params.seed": "0", "params.feedback.flip_prob": "0.25"},
-        {"run_id": "new", "state": "FINISHED", "start_time": 2, "tags.cell_id": "a",
-         "tags.dataset": "mnist", "tags.method": "brsf_bn_bm", "tags.method_label": "brSF",
-         "tags.status": "diverged", "params.lr_scale": "10.0", "params.seed": "0",
-         "params.feedback.flip_prob": "0.25", "metrics.best_val_error": 7.5},
-        {"run_id": "live", "state": "RUNNING", "start_time": 3, "tags.cell_id": "b",
-         "tags.dataset": "cifar10", "tags.method": "sgd", "params.lr_scale": "1.0",
-         "params.seed": "1"}])
-    records = to_records(runs, ["method", "feedback.flip_prob"]).set_index("run_id")
-    assert list(records.index) == ["new", "live"]
-    assert records.loc["new", ["column", "label", "status", "best", "lr_scale"]].tolist() == [
-        "brsf_bn_bm/0.25", "brSF flip_prob=0.25", "diverged", 7.5, 10.0]
-    assert records.loc["live", ["column", "label", "status", "seed"]].tolist() == [
-        "sgd/?", "sgd flip_prob=?", "running", 1]
-    assert pd.isna(records.loc["live", "best"])
 
 
 def test_cells_without_any_number_say_why():
@@ -183,6 +140,37 @@ def test_cells_without_any_number_say_why():
     assert (c["mnist", "sgd"].status, c["mnist", "nusf"].status) == ("failed", "diverged")
     assert c["mnist", "nusf"].value is None and c["mnist", "nusf"].colour == ""
     assert "| MNIST | *failed* | *diverged* |" in markdown(table)
+
+
+def test_marks_are_judged_per_dataset_over_the_scales_the_grid_asked_for():
+    """digits was asked for one more scale (1000) than mnist1d: it marks no mnist1d cell *,
+    and moves digits' edge, so a best scale of 100 is † on mnist1d only."""
+    scales = [100, 10, 1, 0.1, 0.01]
+    table = build_table(_records(
+        *(("mnist1d", "sgd", 5.0 - (s == 100), s) for s in scales),
+        *(("digits", "sgd", 5.0 - (s == 100), s) for s in scales),
+        ("digits", "sgd", None, 1000, "missing")), "g", ["sgd"], "sgd", 3.0)
+    c = cells(table)
+    assert (c["mnist1d", "sgd"].value, c["mnist1d", "sgd"].marks) == (4.0, "†")
+    assert (c["digits", "sgd"].value, c["digits", "sgd"].marks) == (4.0, "*")
+    assert table.scales == [0.01, 0.1, 1, 10, 100, 1000]
+
+
+def test_cells_that_never_started_or_still_run_are_shown_and_make_a_number_partial():
+    table = build_table(_records(("mnist", "sgd", 1.0, 1.0),
+                                 ("mnist", "sgd", None, 10.0, "running"),
+                                 ("mnist", "bm", None, 1.0, "missing"),
+                                 ("mnist", "bn", None, 1.0, "missing"),
+                                 ("mnist", "bn", None, 10.0, "running"),
+                                 ("cifar10", "sgd", None, 1.0, "missing")),
+                        "g", ["sgd", "bm", "bn"], "sgd", 3.0)
+    c = cells(table)
+    assert (c["mnist", "sgd"].value, c["mnist", "sgd"].marks) == (1.0, "*")
+    assert (c["mnist", "bm"].status, c["mnist", "bn"].status) == ("missing", "running")
+    assert c["cifar10", "sgd"].status == "missing" and c["cifar10", "bm"].status == "missing"
+    assert (c["mnist", "sgd"].runs, c["mnist", "bm"].runs, c["mnist", "bn"].runs) == (2, 0, 1)
+    assert table.rows == ["mnist", "cifar10"] and table.columns == ["sgd", "bm", "bn"]
+    assert (table.runs, table.grid_cells) == (3, 6)
 
 
 def test_experiment_b_plot_of_error_against_flip_probability(tmp_path):
@@ -216,7 +204,8 @@ def test_alignment_curve_is_the_mean_angle_over_layers(tmp_path):
     from bpgrid.report.figures import _curve, curves
     uri = f"sqlite:///{tmp_path}/m.db"
     write_store(uri, "align", [("mnist", "sgd", 0, 1, "FINISHED", "done", 1.0)])
-    table = build_table(fetch_records(uri, "align", ["method"]), "align", [], "sgd", 3.0)
+    table = build_table(records(uri, grid_cells([("mnist", "sgd", 0, 1)])), "align", [], "sgd",
+                        3.0)
     client, run = MlflowClient(uri), cells(table)["mnist", "sgd"].best_run
     for epoch, (first, second) in enumerate([(80, 60), (70, 50), (60, 40)], 1):
         client.log_metric(run, "grad_angle/0", first, step=epoch)
