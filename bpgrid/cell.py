@@ -112,11 +112,11 @@ def run_cell(cfg: DictConfig | dict) -> CellResult:
 
 def _train(c: dict[str, Any], cid: str, cell_dir: Path, checkpoint: dict | None,
            tracker: Tracker, run_id: str) -> CellResult:
-    trainer = Trainer(c)
+    trainer = Trainer([c])  # the cell as an array of one
     history: list[dict[str, float]] = []
     train_seconds, resumed_from = 0.0, None
     if checkpoint is not None:
-        trainer.load_state(checkpoint["state"])
+        trainer.load_state(0, checkpoint["state"], checkpoint["history"])
         history, train_seconds = checkpoint["history"], checkpoint["train_seconds"]
         resumed_from = checkpoint["epoch"]
         logged = tracker.logged_epochs(run_id)  # epochs checkpointed but not yet logged
@@ -128,11 +128,11 @@ def _train(c: dict[str, Any], cid: str, cell_dir: Path, checkpoint: dict | None,
     for epoch in range(len(history) + 1, epochs + 1):
         if _diverged(history):  # also when resuming a cell that had diverged before its end
             break
-        metrics = {"epoch": epoch, **trainer.train_epoch(epoch)}
+        metrics = {"epoch": epoch, **trainer.train_epoch(epoch)[0]}
         train_seconds += metrics["epoch_time"]
         history.append(metrics)
         save_checkpoint(cell_dir / "checkpoint.pt", {
-            "epoch": epoch, "state": trainer.state(), "history": history, "run_id": run_id,
+            "epoch": epoch, "state": trainer.state(0), "history": history, "run_id": run_id,
             "train_seconds": train_seconds})
         tracker.log_metrics(run_id, metrics, epoch)
         if progress:
