@@ -7,6 +7,8 @@ the step is captured once as a CUDA graph and replayed for every full batch.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -57,11 +59,17 @@ class Step:
 @torch.no_grad()
 def clip_grad_norms(params: list[Tensor], max_norm: float) -> None:
     """torch.nn.utils.clip_grad_norm_ per member: each member's gradients (parameters with a
-    leading member dimension) scaled to a total 2-norm of at most ``max_norm``."""
+    leading member dimension) scaled to a total 2-norm of at most ``max_norm``.
+
+    Each member's squared norm is a batched dot product and the parameters' add up one by one, so
+    a member's number does not depend on how many members the array has (a reduction over all
+    members at once may sum in another order)."""
     grads = [p.grad for p in params]
-    norms = torch.stack([torch.linalg.vector_norm(g, dim=tuple(range(1, g.dim())))
-                         if g.dim() > 1 else g.abs() for g in grads])  # (P, K)
-    scale = (max_norm / (torch.linalg.vector_norm(norms, dim=0) + 1e-6)).clamp(max=1.0)
+    members = grads[0].shape[0]
+    rows = [g.reshape(members, 1, -1) for g in grads]
+    squares = [torch.bmm(r, r.transpose(1, 2)).view(members) for r in rows]
+    total = functools.reduce(torch.add, squares).sqrt()
+    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
     torch._foreach_mul_(grads, [scale.view(-1, *[1] * (g.dim() - 1)) for g in grads])
 
 

@@ -33,6 +33,7 @@ class _LinearFB(Function):
     @staticmethod
     def backward(ctx, grad_out):
         x, weight, feedback = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.bmm(grad_out, feedback)

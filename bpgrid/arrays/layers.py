@@ -115,9 +115,12 @@ class ArrayLinear(ArrayWeightLayer):
     """The members' FC layers: (K, B, in) -> (K, B, out)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if self._use_native(x):
+        if not self._use_native(x):
+            v, stats = self._prepare()
+        elif torch.is_grad_enabled():
+            v, stats = self.weight.detach(), None
+        else:
             return AF.linear(x, self.weight, self.bias)
-        v, stats = self._prepare()
         return AF.feedback_linear(x, self.weight, self.bias, v, stats)
 
 
