@@ -172,7 +172,9 @@ def build_array(configs: Sequence[dict[str, Any]], data: DatasetSplits | None = 
         members.append(Member(c, model, build_optimizer(c["optimizer"], trainable(model)),
                               generator))
     net = ArrayNet([m.model for m in members], [m.generator for m in members]).to(device)
-    if device.type == "cuda" and len(data.input_shape) == 3:
-        net.use_channels_last()  # cuDNN's NHWC kernels: 18% less time an epoch (CIFAR, H100)
+    if len(data.input_shape) == 3:
+        # NHWC kernels. GPU: 18% less time an epoch of Liao's CIFAR net on an H100. CPU: 16 x 16
+        # grouped channels of digits' 8x8 images pool 25x, normalise 7x, convolve 16x faster
+        net.use_channels_last()
     optimizer = build_array_optimizer([c["optimizer"] for c in configs], trainable(net))
     return ArrayParts(data, net, optimizer, loss_of(first, data), device, members)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from composing import compose_config
@@ -72,38 +73,90 @@ def configs(model: str, *common: str, members: Sequence[Sequence[str]] = MEMBERS
 
 
 @contextlib.contextmanager
-def recorded_signs(trainer: Trainer):
-    """Each step's gradient signs, (K, ...) per parameter, while the block runs."""
-    optimizer, steps = trainer.parts.optimizer, []
+def watched_update(trainer: Trainer, watch):
+    """Calls ``watch(grads)`` with every step's gradients ((K, ...) per parameter) before the
+    optimizer uses them, while the block runs."""
+    optimizer = trainer.parts.optimizer
     update = optimizer.update
 
-    def record(grads):
-        steps.append([g.sign() for g in grads])
+    def watched(grads):
+        watch(grads)
         update(grads)
 
-    optimizer.update = record
+    optimizer.update = watched
     try:
-        yield steps
+        yield
     finally:
         optimizer.update = update
 
 
-def relative_difference(a, b) -> float:
-    """max |a - b| over max |b|: the difference on the scale of the tensor (or number)."""
+@dataclass
+class Flips:
+    """The first step at which a member's gradient signs differ from its run alone: how many
+    entries differ there, and the largest of their gradients in the array, relative to the
+    member's largest gradient entry (a rounding-level number for entries within rounding of 0)."""
+
+    step: int
+    count: int
+    largest: float
+
+
+def sign_record(trainer: Trainer) -> tuple[list, contextlib.AbstractContextManager]:
+    """Each step's gradient signs of a run alone (int8), and the block that records them."""
+    steps: list[list[torch.Tensor]] = []
+    return steps, watched_update(trainer, lambda grads: steps.append(
+        [g[0].sign().to(torch.int8) for g in grads]))
+
+
+def sign_comparison(trainer: Trainer, alone: list[list[list[torch.Tensor]]]
+                    ) -> tuple[dict[int, Flips], contextlib.AbstractContextManager]:
+    """Per member k, its ``Flips`` against ``alone[k]`` (its run alone's ``sign_record``), found
+    step by step while the array trains; members whose signs never differ are absent."""
+    found: dict[int, Flips] = {}
+    step = [0]
+
+    def compare(grads):
+        for k, record in enumerate(alone):
+            if k in found:
+                continue
+            count, largest = 0, 0.0
+            scale = max(g[k].abs().max().item() for g in grads) or 1.0
+            for g, theirs in zip(grads, record[step[0]], strict=True):
+                differ = g[k].sign().to(torch.int8) != theirs
+                if differ.any():
+                    count += int(differ.sum())
+                    largest = max(largest, g[k].abs()[differ].max().item() / scale)
+            if count:
+                found[k] = Flips(step[0], count, largest)
+        step[0] += 1
+
+    return found, watched_update(trainer, compare)
+
+
+def relative_difference(a, b, scale: float | None = None) -> float:
+    """max |a - b| over ``scale``, by default max |b|: the difference on the scale of the tensor
+    (or number)."""
     a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
     if torch.equal(a, b):
         return 0.0
-    scale = b.abs().max().item()
+    scale = b.abs().max().item() if scale is None else scale
     return (a - b).abs().max().item() / (scale if scale else 1.0)
 
 
 def state_differences(mine: dict, theirs: dict) -> dict[str, float]:
-    """Relative differences of two member states: model tensors, optimizer state, generator."""
+    """Relative differences of two member states: each model tensor on its own scale, each
+    optimizer state entry on the scale of that entry over all parameters (a bias just before BN
+    has a gradient of rounding noise, and so has its momentum), the generator 0 or 1."""
     out = {f"model {key}": relative_difference(mine["model"][key], value)
            for key, value in theirs["model"].items()}
-    for index, slot in theirs["optimizer"]["state"].items():
+    slots = theirs["optimizer"]["state"]
+    scales: dict[str, float] = {}
+    for slot in slots.values():
+        for key, value in slot.items():
+            scales[key] = max(scales.get(key, 0.0), torch.as_tensor(value).abs().max().item())
+    for index, slot in slots.items():
         for key, value in slot.items():
             out[f"optimizer {index} {key}"] = relative_difference(
-                mine["optimizer"]["state"][index][key], value)
+                mine["optimizer"]["state"][index][key], value, scales[key])
     out["rng"] = float(not torch.equal(mine["rng"], theirs["rng"]))
     return out

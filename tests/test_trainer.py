@@ -27,10 +27,11 @@ def channels_last(weight: torch.Tensor) -> bool:
     return weight.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
 
 
-def test_cpu_and_alignment_runs_use_eager_steps():
+def test_cpu_and_alignment_runs_use_eager_steps_and_image_nets_nhwc_kernels():
     cpu = Trainer([config("device=cpu")])
     assert cpu.graphed is None
-    assert not channels_last(cpu.net.conv2.weight)
+    assert channels_last(cpu.net.conv2.weight) and cpu.net.channels_last
+    assert not Trainer([config("device=cpu", "dataset=mnist1d")]).net.channels_last
     if torch.cuda.is_available():
         gpu = Trainer([config("device=cuda")])
         assert gpu.graphed is not None

@@ -65,12 +65,14 @@ class ArrayDirectFeedback:
         self.members = len(plains)
         self.layers: dict[str, nn.Module] = {}
         self.grouped = input_grouped
+        self.mixed: dict[str, bool] = {}  # only some members send at the layer
         for name in net.weight_layers:
             sends = [plain is not None and name in plain.senders for plain in plains]
             if any(sends):
                 layer = self.layers[name] = net.get_submodule(name)
                 layer.register_buffer("direct_senders", torch.tensor(sends), persistent=False)
                 layer.register_forward_pre_hook(partial(self._send, name))
+                self.mixed[name] = not all(sends)
         self.compared = [name for name in net.weight_layers
                          if any(plain is not None and name in plain.compared for plain in plains)]
         self.net = net
@@ -109,8 +111,8 @@ class ArrayDirectFeedback:
             direct = grouped(direct.view(members, grad.shape[0], -1, *grad.shape[2:]))
         else:
             direct = direct.view(grad.shape)
-        senders = layer.direct_senders
-        if not senders.all():
+        if self.mixed[name]:  # (a host flag: a captured CUDA graph cannot read the device)
+            senders = layer.direct_senders
             if dim:
                 senders = senders.repeat_interleave(grad.shape[1] // members)
             shape = [1] * grad.dim()

@@ -15,9 +15,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def grouped(x: Tensor) -> Tensor:
-    """Stacked (K, B, C, ...) images as grouped (B, K·C, ...)."""
-    return x.transpose(0, 1).reshape(x.shape[1], -1, *x.shape[3:])
+def grouped(x: Tensor, memory_format: torch.memory_format = torch.contiguous_format) -> Tensor:
+    """Stacked (K, B, C, ...) images as grouped (B, K·C, ...), a new tensor in
+    ``memory_format`` (its strides set even where they are ambiguous, as for one channel, so
+    that an array of one takes the kernels an array of many takes)."""
+    members, batch, channels = x.shape[:3]
+    out = torch.empty(batch, members * channels, *x.shape[3:], dtype=x.dtype, device=x.device,
+                      memory_format=memory_format)
+    out.unflatten(1, (members, channels)).transpose(0, 1).copy_(x)
+    return out
 
 
 def stacked(x: Tensor, members: int) -> Tensor:

@@ -102,17 +102,16 @@ class ArrayNet(nn.Sequential):
     def forward(self, x: Tensor) -> Tensor:
         """(K, B, *input_shape) -> (K, B, outputs)."""
         if self.grouped_input:
-            x = grouped(x)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = grouped(x, torch.channels_last if self.channels_last else torch.contiguous_format)
         return super().forward(x)
 
     def weight_modules(self) -> dict[str, ArrayWeightLayer]:
         return {name: self.get_submodule(name) for name in self.weight_layers}
 
     def use_channels_last(self) -> None:
-        """cuDNN's NHWC kernels: grouped inputs in channels_last, each member's conv weight laid
-        out as a channels_last one. Call before the optimizer takes the parameters."""
+        """NHWC kernels (cuDNN's, oneDNN's): grouped inputs in channels_last, each member's conv
+        weight laid out as a channels_last one. Call before the optimizer takes the
+        parameters."""
         self.channels_last = self.grouped_input
         for layer in self.weight_modules().values():
             if isinstance(layer, ArrayConv2d):
