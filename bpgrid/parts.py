@@ -22,21 +22,6 @@ from bpgrid.optim import build_optimizer
 
 
 @dataclass
-class CellParts:
-    """What one cell trains: its data (on the device when it fits), model, optimizer and loss."""
-
-    data: DatasetSplits
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    loss_fn: Callable[..., Tensor]
-    device: torch.device
-
-    @property
-    def classification(self) -> bool:
-        return self.data.task == "classification"
-
-
-@dataclass
 class Member:
     """One member of an array: its config, its plain net and optimizer (a member's state is read
     and written in their form), and the generator of its random draws on the array's device."""
@@ -107,19 +92,6 @@ def loss_of(c: dict[str, Any], data: DatasetSplits) -> Callable[..., Tensor]:
 
 def trainable(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
-
-
-def build_cell(c: dict[str, Any], data: DatasetSplits | None = None) -> CellParts:
-    """The parts of the cell of plain-dict resolved config ``c`` as a plain net and optimizer;
-    ``data`` replaces the configured dataset (synthetic benchmarks)."""
-    device = resolve_device(c["device"])
-    data = data if data is not None else load_data(c, device)
-    model = plain_model(c, data).to(device)
-    if device.type == "cuda" and len(data.input_shape) == 3:
-        model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(c["optimizer"], trainable(model),
-                                capturable=device.type == "cuda")
-    return CellParts(data, model, optimizer, loss_of(c, data), device)
 
 
 def _member_generator(c: dict[str, Any], device: torch.device) -> torch.Generator:
