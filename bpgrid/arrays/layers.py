@@ -12,6 +12,7 @@ unused by the others.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -23,14 +24,14 @@ from bpgrid.feedback import functional as FB
 from bpgrid.feedback.layers import FeedbackMixin
 from bpgrid.feedback.rules import FeedbackRule
 
-STATE_PREFIXES = ("feedback_", "direct_feedback")  # a feedback layer's buffers
 
-
+@dataclass
 class _Run:
-    """Consecutive members ``members`` (a slice) with one rule and its state keys."""
+    """Consecutive members ``members`` (a slice) with one rule, and the rule's state keys."""
 
-    def __init__(self, rule: FeedbackRule, members: slice, keys: list[str]):
-        self.rule, self.members, self.keys = rule, members, keys
+    rule: FeedbackRule
+    members: slice
+    keys: list[str]
 
 
 class ArrayWeightLayer(nn.Module):
@@ -115,12 +116,11 @@ class ArrayLinear(ArrayWeightLayer):
     """The members' FC layers: (K, B, in) -> (K, B, out)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self._use_native(x):
-            v, stats = self._prepare()
-        elif torch.is_grad_enabled():
-            v, stats = self.weight.detach(), None
-        else:
+        if not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)):
             return AF.linear(x, self.weight, self.bias)
+        # bp too takes this backward (V = W): autograd's for a batched matmul sums a member's
+        # weight gradient in another order in an array of one than in an array of many
+        v, stats = (self.weight.detach(), None) if self.native else self._prepare()
         return AF.feedback_linear(x, self.weight, self.bias, v, stats)
 
 

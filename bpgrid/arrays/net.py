@@ -63,10 +63,11 @@ def check_architecture(members: Sequence[nn.Module]) -> None:
         return ([(name, type(m).__name__) for name, m in net.named_children()]
                 + [(name, tuple(p.shape), p.requires_grad) for name, p in net.named_parameters()])
 
-    for k, net in enumerate(members[1:], start=1):
+    for k, net in enumerate(members):
         if not isinstance(net, FeedbackNet):
             raise ValueError(f"an array's members are FeedbackNets, member {k} is a "
                              f"{type(net).__name__}")
+    for k, net in enumerate(members[1:], start=1):
         mine, theirs = signature(first), signature(net)
         if mine != theirs:
             a, b = next((a, b) for a, b in itertools.zip_longest(mine, theirs) if a != b)
