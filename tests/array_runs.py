@@ -158,5 +158,7 @@ def state_differences(mine: dict, theirs: dict) -> dict[str, float]:
         for key, value in slot.items():
             out[f"optimizer {index} {key}"] = relative_difference(
                 mine["optimizer"]["state"][index][key], value, scales[key])
-    out["rng"] = float(not torch.equal(mine["rng"], theirs["rng"]))
+    for key in ("rng", "cuda_rng"):  # the generator of a CPU or GPU member
+        if key in theirs:
+            out[key] = float(not torch.equal(mine[key], theirs[key]))
     return out
