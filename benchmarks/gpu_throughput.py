@@ -59,7 +59,7 @@ def synthetic(n: int, device: str, seed: int = 0) -> DatasetSplits:
 
 def ours_epoch_seconds(overrides: list[str], device: str, n: int, epochs: int) -> float:
     """Seconds per epoch of bpgrid's trainer: training, then evaluation of the test split."""
-    trainer = Trainer(cell_config(device, overrides), synthetic(n, device))
+    trainer = Trainer([cell_config(device, overrides)], synthetic(n, device))
     trainer.train_epoch(1)  # warm-up: allocator, kernels
     start = time.perf_counter()
     for epoch in range(2, epochs + 2):
@@ -112,7 +112,7 @@ def plain_epoch_seconds(device: str, n: int, epochs: int) -> float:
 
 def _worker(method: str, device: str, n: int, epochs: int, threads: int, barrier, spans) -> None:
     torch.set_num_threads(threads)
-    trainer = Trainer(cell_config(device, [f"method={method}"]), synthetic(n, device))
+    trainer = Trainer([cell_config(device, [f"method={method}"])], synthetic(n, device))
     trainer.train_epoch(1)  # warm-up: allocator, kernels, graph capture
     barrier.wait()
     start = time.monotonic()  # one clock for all processes

@@ -1,4 +1,4 @@
-"""The order of a split's samples and its minibatches on the cell's device."""
+"""The order of a split's samples and its minibatches on the device, for one cell or an array."""
 
 from __future__ import annotations
 
@@ -28,16 +28,32 @@ def shuffled(n: int, size: int, generator: torch.Generator) -> Tensor:
     return order
 
 
-def batches(split: Split | Dataset, order: Tensor, size: int, device: torch.device
-            ) -> Iterator[tuple[Tensor, Tensor]]:
-    """Minibatches of ``split``: its samples ``order`` in batches of ``size``, on ``device``."""
+def member_orders(n: int, size: int, seeds: list[int], epoch: int, stream: int = 0) -> Tensor:
+    """(K, n') orders of an array's members for an epoch: row k is what member k would see
+    trained alone (``shuffled`` with its own seed)."""
+    return torch.stack([shuffled(n, size, epoch_generator(seed, epoch, stream))
+                        for seed in seeds])
+
+
+def batches(split: Split | Dataset, order: Tensor, size: int, device: torch.device,
+            dtype: torch.dtype | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+    """Minibatches of ``split``: its samples ``order`` in batches of ``size``, on ``device``.
+
+    An order of (K, n) (one row per member of an array) gives (K, b, ...) batches, member k's
+    samples in row k. Streamed splits' floating tensors are cast to ``dtype`` when given.
+    """
     if isinstance(split, Split):  # one index copy to the device per epoch, then gathers
-        for idx in order.to(device).split(size):
+        for idx in order.to(device).split(size, dim=-1):
             yield split.x[idx], split.y[idx]
-    else:
-        # its own generator: a DataLoader otherwise draws its base seed from the global RNG,
-        # which the feedback rules (brsf) and dropout use
-        loader = DataLoader(split, batch_sampler=[c.tolist() for c in order.split(size)],
-                            generator=torch.Generator())
-        for x, y in loader:
-            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        return
+    # its own generator: a DataLoader otherwise draws its base seed from the global RNG
+    chunks = order.split(size, dim=-1)
+    loader = DataLoader(split, batch_sampler=[c.flatten().tolist() for c in chunks],
+                        generator=torch.Generator())
+    for chunk, (x, y) in zip(chunks, loader, strict=True):
+        lead = chunk.shape
+        x, y = (t.view(*lead, *t.shape[1:]).to(device, non_blocking=True) for t in (x, y))
+        if dtype is not None:
+            x, y = (t.to(dtype) if t.is_floating_point() else t for t in (x, y))
+        yield x, y
+

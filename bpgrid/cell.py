@@ -247,14 +247,14 @@ def _best(history: list[dict[str, float]], chance: float | None
 
 def _train(cell: _Cell, checkpoint: dict | None, run_id: str, lease: Lease) -> CellResult:
     c, tracker = cell.c, cell.tracker
-    trainer = Trainer(c)
+    trainer = Trainer([c])  # the cell as an array of one
     chance = chance_loss(trainer.parts.loss_fn, trainer.parts.data)
     history: list[dict[str, float]] = []
     train_seconds, resumed_from, diverged = 0.0, None, None
     logged = tracker.logged_epochs(run_id)
     if checkpoint is not None:
         try:
-            trainer.load_state(checkpoint["state"])
+            trainer.load_state(0, checkpoint["state"], checkpoint["history"])
         except Exception as err:
             raise RuntimeError(f"cannot resume from {cell.files.checkpoint} (epoch "
                                f"{checkpoint['epoch']}): {type(err).__name__}: {err}") from err
@@ -271,10 +271,10 @@ def _train(cell: _Cell, checkpoint: dict | None, run_id: str, lease: Lease) -> C
     for epoch in range(len(history) + 1, epochs + 1):
         if diverged:
             break
-        metrics = {"epoch": epoch, **trainer.train_epoch(epoch)}
+        metrics = {"epoch": epoch, **trainer.train_epoch(epoch)[0]}
         train_seconds += metrics["epoch_time"]
         history.append(metrics)
-        state = trainer.state()
+        state = trainer.state(0)
         diverged = divergence(metrics, chance, finite_weights(state["model"].values()))
         lease.check()  # a copy that lost its lease writes nothing more
         with shutdown.signals_deferred():

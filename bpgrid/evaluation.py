@@ -1,13 +1,16 @@
-"""A model's test error, and the BN statistics it is tested with (Liao et al. §5)."""
+"""An array's test errors, and the BN statistics they are tested with (Liao et al. §5)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from bpgrid.arrays.modules import ArrayBatchNorm
+from bpgrid.arrays.net import ArrayNet
 from bpgrid.batches import batches
 from bpgrid.data import Split
 
@@ -15,24 +18,29 @@ EVAL_BATCH = 1000
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split | Dataset, device: torch.device,
-             classification: bool) -> float:
-    """Error in % over ``split`` (classification) or mean squared error per output (regression)."""
-    model.eval()
-    total = torch.zeros((), device=device)
+def evaluate(net: ArrayNet, split: Split | Dataset, device: torch.device,
+             classification: bool) -> list[float]:
+    """Each member's error in % over ``split`` (classification) or mean squared error per output
+    (regression); every member sees every sample."""
+    net.eval()
+    total = torch.zeros(net.members, device=device, dtype=torch.float64)
     n = len(split)
-    for x, y in batches(split, torch.arange(n), EVAL_BATCH, device):
-        out = model(x)
+    dtype = next(net.parameters()).dtype
+    for x, y in batches(split, torch.arange(n), EVAL_BATCH, device, dtype):
+        out = net(x.expand(net.members, *x.shape))
         if classification:
-            total += (out.argmax(1) != y).sum()
+            total += (out.argmax(-1) != y).sum(1)
         else:
-            total += nn.functional.mse_loss(out, y, reduction="sum") / out[0].numel()
-    value = total.item() / n
-    return 100.0 * value if classification else value
+            squared = F.mse_loss(out, y.expand_as(out), reduction="none")
+            total += squared.flatten(1).sum(1) / out[0, 0].numel()
+    values = (total / n).tolist()
+    return [100.0 * v for v in values] if classification else values
 
 
-def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+def batch_norms(model: nn.Module) -> list[nn.Module]:
+    """The BatchNorm layers of a plain net or an array."""
+    kinds = (nn.modules.batchnorm._BatchNorm, ArrayBatchNorm)
+    return [m for m in model.modules() if isinstance(m, kinds)]
 
 
 def freeze_bn_statistics(model: nn.Module) -> None:
@@ -45,9 +53,10 @@ def freeze_bn_statistics(model: nn.Module) -> None:
 def reestimate_bn(model: nn.Module, inputs: Iterable[Tensor], alpha: float) -> int:
     """BN test statistics as an EMA over training minibatches (Liao et al. §5: alpha 0.05, 20).
 
-    ``inputs``: the minibatches' inputs. The first batch's statistics start the average; each
-    later batch b then moves it by alpha·(stat_b - average). Running in train mode, without
-    gradients. Returns the number of batches used.
+    ``inputs``: the minibatches' inputs (an array's: each member's own batches). The first
+    batch's statistics start the average; each later batch b then moves it by
+    alpha·(stat_b - average). Running in train mode, without gradients. Returns the number of
+    batches used.
     """
     bns = batch_norms(model)
     if not bns:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+from torch import Tensor
 from torch.optim import Optimizer
 
 from bpgrid.checks import check_fraction
@@ -48,29 +49,46 @@ class BatchManhattan(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, m, d, setting = (group["lr"], group["momentum"], group["weight_decay"],
-                                 group["setting"])
             params = [w for w in group["params"] if w.grad is not None]
             if not params:
                 continue
             for w in params:  # τ(t-1) for settings 1 and 2, κ(t-1) for setting 3
                 if "buffer" not in self.state[w]:
                     self.state[w]["buffer"] = torch.zeros_like(w)
-            bufs = [self.state[w]["buffer"] for w in params]
-            # one multi-tensor kernel per operation for all the group's tensors (torch.optim's
-            # foreach style): accumulator = -sign(g) + m·buffer - d·w, in place in the buffers
-            torch._foreach_mul_(bufs, m)
-            torch._foreach_sub_(bufs, torch._foreach_sign([w.grad for w in params]))
-            if d:
-                torch._foreach_sub_(bufs, params, alpha=d)
-            if setting == 1:
-                torch._foreach_add_(params, bufs, alpha=lr)
-            elif setting == 2:
-                torch._foreach_sign_(bufs)
-                torch._foreach_add_(params, bufs, alpha=lr)
-            else:
-                torch._foreach_add_(params, torch._foreach_sign(bufs), alpha=lr)
+            batch_manhattan_(params, [w.grad for w in params],
+                             [self.state[w]["buffer"] for w in params], group["lr"],
+                             group["momentum"], group["weight_decay"], group["setting"])
         return loss
+
+
+#: a hyper-parameter: one number, or one tensor per parameter that broadcasts against it (the
+#: per-member values of an array, ``bpgrid.arrays.optim``)
+Scale = float | Sequence[Tensor]
+
+
+def add_scaled_(targets: list[Tensor], tensors: list[Tensor], scale: Scale) -> None:
+    """targets += scale · tensors, one multi-tensor kernel per operation (torch.optim's foreach
+    style)."""
+    if isinstance(scale, int | float):
+        torch._foreach_add_(targets, tensors, alpha=scale)
+    else:
+        torch._foreach_add_(targets, torch._foreach_mul(tensors, scale))
+
+
+def batch_manhattan_(params: list[Tensor], grads: list[Tensor], buffers: list[Tensor],
+                     lr: Scale, momentum: Scale, weight_decay: Scale, setting: int) -> None:
+    """One Batch Manhattan step (eq. 3, settings 1-3) in place: buffers hold τ(t-1) (settings 1,
+    2) or κ(t-1) (setting 3) and become the accumulator -sign(g) + m·buffer - d·w."""
+    torch._foreach_mul_(buffers, momentum)
+    torch._foreach_sub_(buffers, torch._foreach_sign(grads))
+    if isinstance(weight_decay, int | float):
+        if weight_decay:
+            torch._foreach_sub_(buffers, params, alpha=weight_decay)
+    else:
+        torch._foreach_sub_(buffers, torch._foreach_mul(params, weight_decay))
+    if setting == 2:
+        torch._foreach_sign_(buffers)
+    add_scaled_(params, torch._foreach_sign(buffers) if setting == 3 else buffers, lr)
 
 
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {}

@@ -180,12 +180,12 @@ def test_evaluation_counts_every_test_sample_even_a_lone_last_one(tmp_path):
     x, y = torch.zeros(1001, 1, 8, 8), torch.zeros(1001, dtype=torch.long)
     y[-1] = 1  # every sample is class 0 but the last
     data = DatasetSplits("lone", Split(x, y), Split(x, y), 2, (1, 8, 8), "classification", {})
-    trainer = Trainer(to_dict(cfg_in(tmp_path)), data)
+    trainer = Trainer([to_dict(cfg_in(tmp_path))], data)
     with torch.no_grad():
-        for p in trainer.model.parameters():
+        for p in trainer.net.parameters():
             p.zero_()
-        trainer.model[-1].bias[0] = 1.0  # predicts class 0 for every input
-    assert trainer.evaluate() == pytest.approx(100.0 / 1001)
+        trainer.net[-1].bias[0, 0] = 1.0  # the one member predicts class 0 for every input
+    assert trainer.evaluate() == [pytest.approx(100.0 / 1001)]
 
 
 # ------------------------------------------------------------ files, owners, failures

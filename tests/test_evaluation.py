@@ -3,31 +3,43 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from bpgrid.arrays.net import ArrayNet
 from bpgrid.data import Split
 from bpgrid.evaluation import evaluate, freeze_bn_statistics, reestimate_bn
+from bpgrid.models import FC, FeedbackNet
 
 CPU = torch.device("cpu")
 
 
-def test_regression_error_is_the_mean_squared_error_per_output_over_every_sample():
+def array_of_linear(inputs: int, outputs: int, members: int = 2) -> ArrayNet:
+    """An array of linear nets (one FC layer), each member drawn with its own seed."""
+    nets = []
+    for seed in range(members):
+        torch.manual_seed(seed)
+        nets.append(FeedbackNet((FC(outputs),), (inputs,)))
+    return ArrayNet(nets, [torch.Generator() for _ in nets])
+
+
+def test_regression_error_is_each_members_mean_squared_error_per_output_over_every_sample():
     """1001 samples at evaluation batches of 1000: the lone last sample counts too."""
-    torch.manual_seed(0)
-    model = nn.Linear(2, 3)
+    net = array_of_linear(2, 3)
     x, y = torch.randn(1001, 2), torch.randn(1001, 3)
     with torch.no_grad():
-        want = ((model(x) - y) ** 2).sum().item() / (1001 * 3)
-    assert evaluate(model, Split(x, y), CPU, classification=False) == pytest.approx(want)
+        want = [((net.fc1.weight[k] @ x.T).T + net.fc1.bias[k] - y).pow(2).sum().item()
+                / (1001 * 3) for k in range(2)]
+    got = evaluate(net, Split(x, y), CPU, classification=False)
+    assert got == pytest.approx(want) and got[0] != pytest.approx(got[1])
 
 
 def test_classification_error_in_percent_the_same_from_a_split_or_a_streamed_dataset():
-    torch.manual_seed(0)
-    model = nn.Linear(4, 3)
+    net = array_of_linear(4, 3)
     x, y = torch.randn(1001, 4), torch.randint(0, 3, (1001,))
     with torch.no_grad():
-        want = 100.0 * (model(x).argmax(1) != y).sum().item() / 1001
-    assert evaluate(model, Split(x, y), CPU, classification=True) == pytest.approx(want)
-    assert evaluate(model, TensorDataset(x, y), CPU, classification=True) == pytest.approx(want)
-    assert not model.training
+        want = [100.0 * ((x @ net.fc1.weight[k].T + net.fc1.bias[k]).argmax(1) != y).sum().item()
+                / 1001 for k in range(2)]
+    assert evaluate(net, Split(x, y), CPU, classification=True) == pytest.approx(want)
+    assert evaluate(net, TensorDataset(x, y), CPU, classification=True) == pytest.approx(want)
+    assert not net.training
 
 
 def test_bn_ema_over_minibatches_by_hand():

@@ -3,7 +3,8 @@
 One function per operation. Forward is the ordinary one. Backward returns dE/dx computed with V in
 place of W (Liao et al. eq. 2: dE/dx = V·(f'(N)∘dE/dy)) and dE/dW, dE/db exactly as backpropagation.
 When ``stats`` is a dict, backward also stores there the angle (degrees) between the V-gradient and
-the gradient W would send, at the cost of one extra input-gradient product.
+the gradient W would send, at the cost of one extra input-gradient product. An array's layers
+(``bpgrid.arrays``) measure these per member: ``members`` K splits a tensor into the members' parts.
 """
 
 from __future__ import annotations
@@ -16,20 +17,35 @@ from torch.autograd import Function
 from bpgrid.feedback.rules import sign
 
 
-def angle(a: Tensor, b: Tensor) -> Tensor:
-    """Angle in degrees between two tensors taken as flat vectors (0-dim tensor, no host sync)."""
+def member_rows(t: Tensor, members: int, dim: int = 0) -> Tensor:
+    """(members, -1): each member's part of ``t`` as one row, the members lying side by side
+    along ``dim`` (an array's (K, ...) weights along 0, its (B, K·C, ...) activations along 1)."""
+    return t.unflatten(dim, (members, -1)).movedim(dim, 0).reshape(members, -1)
+
+
+def angle(a: Tensor, b: Tensor, members: int = 0, dim: int = 0) -> Tensor:
+    """Angle in degrees between two tensors taken as flat vectors (0-dim tensor, no host sync);
+    with ``members`` K, between each member's parts (a (K,) tensor, see ``member_rows``)."""
     dtype = torch.promote_types(a.dtype, torch.float32)
-    a, b = a.detach().flatten().to(dtype), b.detach().flatten().to(dtype)
-    cos = torch.dot(a, b) / (a.norm() * b.norm()).clamp_min(1e-30)
+    a, b = a.detach().to(dtype), b.detach().to(dtype)
+    if members:
+        a, b = member_rows(a, members, dim), member_rows(b, members, dim)
+        cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-30)
+    else:
+        a, b = a.flatten(), b.flatten()
+        cos = torch.dot(a, b) / (a.norm() * b.norm()).clamp_min(1e-30)
     return torch.rad2deg(torch.acos(cos.clamp(-1.0, 1.0)))
 
 
-def weight_alignment(weight: Tensor, feedback: Tensor) -> dict[str, Tensor]:
-    """Angle between W and V (degrees) and the fraction of sign-concordant entries."""
+def weight_alignment(weight: Tensor, feedback: Tensor, members: int = 0) -> dict[str, Tensor]:
+    """Angle between W and V (degrees) and the fraction of sign-concordant entries; with
+    ``members``, per member of an array's stacked (K, ...) weights."""
     w = weight.detach()
+    concordant = (sign(w) == sign(feedback)).float()
     return {
-        "weight_angle": angle(w, feedback),
-        "sign_concordance": (sign(w) == sign(feedback)).float().mean(),
+        "weight_angle": angle(w, feedback, members),
+        "sign_concordance": (concordant.reshape(members, -1).mean(1) if members
+                             else concordant.mean()),
     }
 
 
@@ -67,11 +83,11 @@ class _ConvFB(Function):
     """1-, 2- or 3-D convolution with any groups; zero padding given as numbers."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, feedback, stats, stride, padding, dilation, groups):
+    def forward(ctx, x, weight, bias, feedback, stats, stride, padding, dilation, groups, members):
         ctx.save_for_backward(x, weight, feedback)
         ctx.conf = (stride, padding, dilation, groups)
         ctx.has_bias = bias is not None
-        ctx.stats = stats
+        ctx.stats, ctx.members = stats, members
         return torch.ops.aten.convolution(x, weight, bias, stride, padding, dilation, False,
                                           [0] * len(stride), groups)
 
@@ -93,16 +109,17 @@ class _ConvFB(Function):
                 grad_out, x, weight, None, stride, padding, dilation,
                 False, no_output_padding, groups, [True, False, False],
             )[0]
-            ctx.stats["grad_angle"] = angle(grad_x, true_x)
-        return grad_x, grad_w, grad_b, None, None, None, None, None, None
+            ctx.stats["grad_angle"] = angle(grad_x, true_x, ctx.members, dim=1)
+        return grad_x, grad_w, grad_b, None, None, None, None, None, None, None
 
 
 def conv(x: Tensor, weight: Tensor, bias: Tensor | None, feedback: Tensor, stride, padding,
-         dilation, groups: int = 1, stats: dict | None = None) -> Tensor:
+         dilation, groups: int = 1, stats: dict | None = None, members: int = 0) -> Tensor:
     """Convolution (1-, 2- or 3-D by the weight's shape, any groups, numeric zero padding) whose
-    input gradient is the transposed convolution with V."""
+    input gradient is the transposed convolution with V. ``members`` K: an array's members as
+    groups (their channels side by side), so the gradient angle is measured per member."""
     return _ConvFB.apply(x, weight, bias, feedback, stats, tuple(stride), tuple(padding),
-                         tuple(dilation), groups)
+                         tuple(dilation), groups, members)
 
 
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, feedback: Tensor,

@@ -4,6 +4,10 @@ A rule is a small frozen dataclass of hyper-parameters. Its random state lives i
 buffers (``init_state`` makes them), so it is saved, loaded and moved with the module. A new mode is
 one new rule registered here, not a new layer.
 
+A rule also works on an array's stacked weights (``bpgrid.arrays``): given ``generators``, one per
+member, the weight and state carry a leading member dimension and each member's random draws come
+from its own generator, so a member's numbers do not depend on the array it trains in.
+
 Definitions follow Liao, Leibo & Poggio (2016) §2; ``kp`` is the reference report's "updated random
 feedback" R* (Kolen-Pollack without decay, with an optional decay); ``wm`` is the weight mirror of
 Akrout et al. (2019, "Deep learning without weight transport"); ``dfa`` is direct feedback alignment
@@ -18,6 +22,7 @@ depend on the IEEE sign bit of a zero (which copysign and torch.sign would read 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
@@ -28,6 +33,8 @@ from torch import Tensor
 from bpgrid.checks import check_fraction
 
 RULES: dict[str, type[FeedbackRule]] = {}
+#: one random generator per member of an array (None: one layer, torch's default generator)
+Generators = Sequence[torch.Generator] | None
 
 
 def register(cls: type[FeedbackRule]) -> type[FeedbackRule]:
@@ -51,8 +58,14 @@ class FeedbackRule:
         """Fixed random state for a layer with this weight; stored as buffers ``feedback_<key>``."""
         return {}
 
-    def feedback(self, weight: Tensor, state: dict[str, Tensor], fan_in: int) -> Tensor:
-        """V for this training step (called once per training forward pass)."""
+    def feedback(self, weight: Tensor, state: dict[str, Tensor], fan_in: int,
+                 generators: Generators = None) -> Tensor:
+        """V for this training step (called once per training forward pass).
+
+        ``generators``: None for one layer's weight, whose draws come from torch's default
+        generator; else one generator per member, and ``weight`` and ``state`` are the members'
+        stacked along a leading dimension.
+        """
         raise NotImplementedError
 
 
@@ -77,29 +90,54 @@ def _check_sigma(sigma: float) -> None:
         raise ValueError(f"sigma must be positive, got {sigma!r}")
 
 
-def _uniform(shape: torch.Size, like: Tensor) -> Tensor:
-    """U[0,1) draws of ``like``'s dtype and device, seeded by torch's generator.
+def _uniform_into(out: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Fills ``out`` (contiguous) with U[0,1) draws seeded by ``generator`` (torch's default when
+    None).
 
     On CPU torch.rand costs ~3 ns a number, more than the layer's matmuls at batch 100, so there
     the draws are 16-bit uniforms ((k + 1/2)/65536, never 0) from numpy's SFC64 generator,
-    seeded from torch's generator so that torch.manual_seed and saved RNG states still fix them
+    seeded from the torch generator so that torch.manual_seed and saved RNG states still fix them
     (~3x faster).
     """
-    if like.device.type != "cpu":
-        return torch.rand(shape, dtype=like.dtype, device=like.device)
-    n = math.prod(shape)
-    seed = int(torch.randint(2**62, (1,)))
+    if out.device.type != "cpu":
+        return out.uniform_(generator=generator)
+    n = out.numel()
+    seed = int(torch.randint(2**62, (1,), generator=generator))
     bits = np.random.SFC64(seed).random_raw((n + 3) // 4).view(np.uint16)[:n]
-    return torch.from_numpy(bits).to(like.dtype).add_(0.5).mul_(1 / 65536).reshape(shape)
+    out.view(-1).copy_(torch.from_numpy(bits))
+    return out.add_(0.5).mul_(1 / 65536)
 
 
-def _signed_magnitude(shape: torch.Size, flip_prob: float, like: Tensor) -> Tensor:
+def _per_member(shape: Sequence[int], like: Tensor, generators: Generators, fill) -> Tensor:
+    """A tensor of ``shape`` filled by ``fill(out, generator)``: at once from torch's default
+    generator, or, with ``generators``, member k's part (shape[1:]) from generator k."""
+    out = torch.empty(tuple(shape), dtype=like.dtype, device=like.device)
+    if generators is None:
+        return fill(out, None)
+    for part, generator in zip(out, generators, strict=True):
+        fill(part, generator)
+    return out
+
+
+def _uniform(shape: Sequence[int], like: Tensor, generators: Generators = None) -> Tensor:
+    """U[0,1) draws of ``like``'s dtype and device (see ``_uniform_into``)."""
+    return _per_member(shape, like, generators, _uniform_into)
+
+
+def _normal(shape: Sequence[int], like: Tensor, generators: Generators = None) -> Tensor:
+    """N(0, 1) draws of ``like``'s dtype and device."""
+    return _per_member(shape, like, generators,
+                       lambda out, generator: out.normal_(generator=generator))
+
+
+def _signed_magnitude(shape: Sequence[int], flip_prob: float, like: Tensor,
+                      generators: Generators = None) -> Tensor:
     """M∘S_p: M~U[0,1) and S_p = -1 with probability p, else +1, from one uniform draw.
 
     With u~U[0,1): the event u<p has probability p, and given either outcome the rescaled
     u/p or (u-p)/(1-p) is again U[0,1), independent of the event.
     """
-    u = _uniform(shape, like)
+    u = _uniform(shape, like, generators)
     if flip_prob == 0.0:
         return u
     if flip_prob == 1.0:
@@ -116,7 +154,7 @@ class BP(FeedbackRule):
     name: ClassVar[str] = "bp"
     asymmetric: ClassVar[bool] = False
 
-    def feedback(self, weight, state, fan_in):
+    def feedback(self, weight, state, fan_in, generators=None):
         return weight.detach()
 
 
@@ -127,7 +165,7 @@ class USF(FeedbackRule):
 
     name: ClassVar[str] = "usf"
 
-    def feedback(self, weight, state, fan_in):
+    def feedback(self, weight, state, fan_in, generators=None):
         return sign(weight.detach())
 
 
@@ -138,7 +176,7 @@ class NuSF(FeedbackRule):
 
     name: ClassVar[str] = "nusf"
 
-    def feedback(self, weight, state, fan_in):
+    def feedback(self, weight, state, fan_in, generators=None):
         return sign(weight.detach()).div_(fan_in)
 
 
@@ -153,9 +191,9 @@ class BrSF(FeedbackRule):
     def __post_init__(self):
         check_fraction("flip_prob", self.flip_prob, allow_one=True)
 
-    def feedback(self, weight, state, fan_in):
+    def feedback(self, weight, state, fan_in, generators=None):
         w = weight.detach()
-        v = _signed_magnitude(w.shape, self.flip_prob, w)
+        v = _signed_magnitude(w.shape, self.flip_prob, w, generators)
         return signed(v, w) if self.flip_prob == 0.0 else v.mul_(sign(w))
 
 
@@ -176,7 +214,7 @@ class FrSF(FeedbackRule):
             return {"magnitude": signed.abs_()}
         return {"magnitude": signed.abs(), "flip": torch.where(signed < 0, -1.0, 1.0)}
 
-    def feedback(self, weight, state, fan_in):
+    def feedback(self, weight, state, fan_in, generators=None):
         v = signed(state["magnitude"], weight.detach())
         if self.flip_prob == 1.0:
             return v.neg_()
@@ -197,7 +235,7 @@ class RndF(FeedbackRule):
     def init_state(self, weight):
         return {"matrix": torch.randn_like(weight.detach()).mul_(self.sigma)}
 
-    def feedback(self, weight, state, fan_in):
+    def feedback(self, weight, state, fan_in, generators=None):
         return state["matrix"]
 
 
@@ -222,7 +260,7 @@ class KP(FeedbackRule):
         w = weight.detach()
         return {"offset": torch.randn_like(w).mul_(self.sigma).sub_(w)}
 
-    def feedback(self, weight, state, fan_in):
+    def feedback(self, weight, state, fan_in, generators=None):
         offset = state["offset"]
         v = weight.detach() + offset
         if self.decay:
@@ -265,13 +303,14 @@ class WeightMirror(FeedbackRule):
     def init_state(self, weight):
         return {"matrix": torch.randn_like(weight.detach()).mul_(self.sigma)}
 
-    def feedback(self, weight, state, fan_in):
+    def feedback(self, weight, state, fan_in, generators=None):
         v = state["matrix"]
-        w = weight.detach().reshape(-1, fan_in)
-        x = torch.randn(self.mirror_batch, fan_in, dtype=w.dtype, device=w.device)
+        members = 1 if generators is None else len(generators)
+        w = weight.detach().reshape(members, -1, fan_in)
+        x = _normal((members, self.mirror_batch, fan_in), w, generators)
         x.mul_(self.noise_amplitude)
-        y = x.mm(w.t())
-        v.mul_(1.0 - self.decay).add_(y.t().mm(x).view_as(v),
+        y = torch.bmm(x, w.transpose(1, 2))
+        v.mul_(1.0 - self.decay).add_(torch.bmm(y.transpose(1, 2), x).view_as(v),
                                       alpha=self.mirror_lr / self.mirror_batch)
         return v
 
@@ -298,7 +337,7 @@ class DFA(FeedbackRule):
         if self.magnitude is not None and not self.magnitude > 0:
             raise ValueError(f"magnitude must be positive or null, got {self.magnitude!r}")
 
-    def feedback(self, weight, state, fan_in):
+    def feedback(self, weight, state, fan_in, generators=None):
         return weight.detach()
 
     def direct_matrix(self, output_size: int, input_size: int, like: Tensor) -> Tensor:

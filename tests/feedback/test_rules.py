@@ -189,3 +189,27 @@ def test_weight_mirror_converges_to_its_fixed_point_times_w():
     cos = (v * w).sum() / (v.norm() * w.norm())
     assert torch.rad2deg(torch.acos(cos)).item() < 5
     assert (v.norm() / w.norm()).item() == pytest.approx(2.0, rel=0.05)
+
+
+# ---------------------------------------------------------------- an array's stacked weights
+
+@pytest.mark.parametrize("name,kw", [(n, k) for n, k in EVERY_RULE if not RULES[n].network])
+def test_on_stacked_weights_each_member_gets_its_own_v_from_its_own_generator(name, kw):
+    """With one generator per member, V of the stacked (K, ...) weights is each member's V, as
+    the rule gives it for that member's weight alone, drawing from that member's generator."""
+    rule = make_rule(name, **kw)
+    torch.manual_seed(0)
+    weights = torch.randn(3, 6, 2, 3, 3, dtype=torch.float64)  # 3 members' conv weights
+    states = [rule.init_state(w) for w in weights]
+    stacked = {key: torch.stack([s[key] for s in states]) for key in states[0]}
+    generators = [torch.Generator().manual_seed(10 + k) for k in range(3)]
+    draws = [g.get_state() for g in generators]
+    v = rule.feedback(weights, stacked, 18, generators)
+    for k in range(3):
+        torch.set_rng_state(draws[k])
+        alone = rule.feedback(weights[k], states[k], 18)
+        assert torch.allclose(v[k], alone, rtol=1e-12, atol=1e-15), k
+        for key in states[k]:  # state a rule moves (kp's offset, wm's matrix) moved alike
+            assert torch.allclose(stacked[key][k], states[k][key], rtol=1e-12, atol=1e-15)
+    if name == "brsf":  # M is drawn for each member from its own generator
+        assert not torch.equal(v[0].abs(), v[1].abs())
