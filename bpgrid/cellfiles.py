@@ -5,7 +5,7 @@
     lease.json                        its owner, while one works on it (bpgrid/lease.py)
     failed.json                       its last failure: the error, the log, the sweep, when
     attempts.jsonl                    a line per start and per end of an owner: who, how it ended
-    config.yaml, learning_curve.png   written when it ends
+    config.yaml                       written when it ends (also its run's artifact)
     <file>.unreadable-<time>          a file that could not be read, set aside
 
 These are what ``bpgrid.status`` and a rerun read: a cell is finished (a result), owned (a live

@@ -117,10 +117,13 @@ class Tracker:
     def logged_epochs(self, run_id: str, key: str = "val_error") -> set[int]:
         return {m.step for m in self.client.get_metric_history(run_id, key)}
 
-    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int,
+                    tags: Mapping[str, str] | None = None) -> None:
+        """The metrics of one step (and tags) in one write."""
         now = int(time.time() * 1000)
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step)
-                                               for k, v in metrics.items()])
+                                               for k, v in metrics.items()],
+                              tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

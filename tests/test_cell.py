@@ -60,7 +60,7 @@ def test_digits_cell_records_params_metrics_tags_and_artifacts(workdir):
         assert len(history(workdir, run.info.run_id, key)) == 3, key
     assert history(workdir, run.info.run_id, "lr")[0][1] == pytest.approx(5e-4 * 100)
     artifacts = {a.path for a in client(workdir).list_artifacts(run.info.run_id)}
-    assert artifacts == {"config.yaml", "learning_curve.png"}
+    assert artifacts == {"config.yaml"}  # learning curves are the report's (tests/report)
 
 
 def test_finished_cell_returns_its_result_without_training(workdir):
