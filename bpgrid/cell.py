@@ -30,6 +30,7 @@ import yaml
 from omegaconf import DictConfig
 
 from bpgrid import shutdown
+from bpgrid.arrays.memory import members_that_fit
 from bpgrid.arrays.structure import structure_key
 from bpgrid.cellfiles import clear_failure, journal, read_failure
 from bpgrid.checkpoint import load_checkpoint, save_checkpoint, save_json
@@ -38,6 +39,7 @@ from bpgrid.divergence import chance_loss, divergence, finite_weights
 from bpgrid.lease import Owned, acquire, describe
 from bpgrid.member import CellResult, Member, alone, as_stop, code_version, stopped
 from bpgrid.migrate import migrate
+from bpgrid.parts import load_data, plain_model, resolve_device
 from bpgrid.tracking import Tracker
 from bpgrid.trainer import Trainer, finite
 
@@ -63,14 +65,18 @@ def run_array(configs: Sequence[DictConfig | dict],
     cells = [Member(to_dict(cfg)) for cfg in configs]
     tokens = list(tokens) if tokens is not None else [None] * len(cells)
     try:
-        for cell, token in zip(cells, tokens, strict=True):
+        for cell, token in zip(cells, tokens, strict=True):  # the leases first, all at once
             _take(cell, token)
+        for cell in cells:
+            if cell.outcome is None:
+                alone(cell, _owned)
         arrays: dict[str, list[Member]] = {}  # by structure and the epoch they start at
         for cell in cells:
             if cell.outcome is None:
                 arrays.setdefault(structure_key(cell.c, cell.start_epoch), []).append(cell)
         for array in sorted(arrays.values(), key=lambda a: a[0].start_epoch):
-            _train(array)
+            for part in _fitting(array):
+                _train(part)
     except BaseException as err:  # a stopped SLURM task: its job may be requeued
         if (stop := as_stop(err)) is None:
             raise
@@ -88,8 +94,8 @@ def run_array(configs: Sequence[DictConfig | dict],
 
 
 def _take(cell: Member, token: str | None) -> None:
-    """Look the cell up and take it: its result when it ends here (finished, owned by another,
-    failed), else its lease held, its checkpoint read and its run started."""
+    """Look the cell up and take its lease: its result when it ends here (finished, owned by
+    another, failed)."""
     try:
         migrate(cell.c, lambda old, new: cell.tracker.retag(old, new))
         if (done := cell.finished()) is not None:
@@ -97,7 +103,6 @@ def _take(cell: Member, token: str | None) -> None:
             return
         cell.lease = acquire(cell.files.lease, sweep_id=cell.sweep, token=token)
         cell.token = cell.lease.token
-        _owned(cell)
     except Owned as err:
         cell.outcome = cell.result("running", owner=describe(err.holder), error=str(err))
     except Exception as err:  # the cell's files or store, before it could start
@@ -107,7 +112,8 @@ def _take(cell: Member, token: str | None) -> None:
 
 
 def _owned(cell: Member) -> None:
-    """The cell, its lease held: not retried within one sweep, else resumed or started."""
+    """The cell, its lease held: not retried within one sweep, else its checkpoint read and its
+    run started (or resumed)."""
     if (done := cell.finished()) is not None:  # finished by the owner before this one
         cell.end(done)
         return
@@ -145,6 +151,21 @@ def _best(history: list[dict[str, float]], chance: float | None
     scored = [(h["val_error"], h["epoch"]) for h in history
               if math.isfinite(h["val_error"]) and divergence(h, chance) is None]
     return min(scored) if scored else (None, None)
+
+
+def _fitting(cells: list[Member]) -> list[list[Member]]:
+    """The array split into arrays that fit the free memory of the GPU it trains on
+    (bpgrid/arrays/memory.py), unless ``grid.max_array`` sized it; as it is on a CPU."""
+    c = cells[0].c
+    try:
+        device = resolve_device(c["device"])
+        if device.type != "cuda" or len(cells) == 1 or c["grid"].get("max_array") is not None:
+            return [cells]
+        data = load_data(c, device)
+        k = members_that_fit(plain_model(c, data), data, c, device)
+    except Exception:  # the array's own start fails the same way, for each of its members
+        return [cells]
+    return [cells[i:i + k] for i in range(0, len(cells), k)]
 
 
 def _train(cells: list[Member]) -> None:

@@ -133,6 +133,17 @@ def _name(key: str, value: Any) -> None:
            f"{value!r}")
 
 
+def _fusing(grid: Mapping) -> None:
+    """How a sweep packs cells into fused arrays: ``grid.fuse`` auto or off (YAML's bare off
+    reads as false), ``grid.max_array`` null or a positive integer."""
+    fuse, most = grid.get("fuse", "auto"), grid.get("max_array")
+    _check("grid.fuse", fuse in ("auto", "off") or fuse is False,
+           f"must be auto or off, got {fuse!r}")
+    _check("grid.max_array", most is None or (isinstance(most, int)
+                                              and not isinstance(most, bool) and most >= 1),
+           f"must be null (sized by the device) or a positive integer, got {most!r}")
+
+
 def _method(method: Any) -> None:
     """A method (a table column) is a preset of factors with a name and a label."""
     _check("method", isinstance(method, Mapping), f"must name a conf/method preset, got {method!r}")
@@ -183,6 +194,7 @@ def validate(cfg: DictConfig | Mapping) -> None:
     _check("seed", isinstance(c["seed"], int) and not isinstance(c["seed"], bool)
            and c["seed"] >= 0, f"must be a non-negative integer, got {c['seed']!r}")
     _name("grid.name", c.get("grid", {}).get("name", "adhoc"))
+    _fusing(c.get("grid", {}))
     _name("tracking.experiment", c.get("tracking", {}).get("experiment", "adhoc"))
     _check("schedule.epochs", isinstance(sched["epochs"], int) and sched["epochs"] >= 1,
            f"must be a positive int, got {sched['epochs']!r}")

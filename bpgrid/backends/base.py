@@ -9,9 +9,11 @@ of an earlier sweep still run. Backends are registered by name as feedback rules
 ``hydra.launcher.name`` picks one, and the other ``hydra.launcher`` keys are its constructor's
 arguments.
 
-A cell never takes another down: run_cell turns every error into a failed result, and a job that
-dies (OOM kill, node loss, scancel) loses only the cell it held, which the summary reports as
-failed with the job's log. Every cell resumes from its checkpoint on a rerun.
+The cells to run are packed into fused arrays (bpgrid/backends/packing.py, ``grid.fuse``) and a
+job runs arrays; summaries count cells. A cell never takes another down: run_array turns every
+error of a cell into its failed result, and a job that dies (OOM kill, node loss, scancel) loses
+only the cells it held, which the summary reports as failed with the job's log. Every cell
+resumes from its checkpoint on a rerun.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import submitit
+import torch
 
+from bpgrid.backends import packing
 from bpgrid.backends.summary import Summary, summarise
 from bpgrid.backends.survey import survey
 from bpgrid.config import ConfigError, cell_id
@@ -69,13 +73,17 @@ def make_backend(launcher: Mapping[str, Any], folder: Path) -> Backend:
 
 @dataclass
 class Job:
-    """What a backend starts as one unit (a local worker, a SLURM array task): the cells it may
-    run, in order, and once submitted, the submitit job running them."""
+    """What a backend starts as one unit (a local worker, a SLURM array task): the fused arrays
+    of cells it may run, in order, and once submitted, the submitit job running them."""
 
-    cells: list[dict[str, Any]]
+    arrays: list[list[dict[str, Any]]]
     handle: submitit.Job | None = None  # None when the cells run in the sweep's own process
     error: str | None = None  # the exception's name when the job itself died
     results: list[dict] = field(default_factory=list)  # what its cells returned
+
+    @property
+    def cells(self) -> list[dict[str, Any]]:
+        return [config for array in self.arrays for config in array]
 
     @property
     def log(self) -> str:
@@ -94,8 +102,12 @@ class Backend(ABC):
         self.folder = Path(folder)  # the jobs' logs
 
     @abstractmethod
-    def plan(self, cells: list[dict[str, Any]]) -> list[Job]:
-        """The jobs that run these cells, given in the order to run them."""
+    def plan(self, arrays: list[list[dict[str, Any]]]) -> list[Job]:
+        """The jobs that run these arrays of cells, given in the order to run them."""
+
+    def gpus(self) -> bool:
+        """Whether cells whose ``device`` is ``auto`` train on GPUs (how arrays are sized)."""
+        return torch.cuda.is_available()
 
     @abstractmethod
     def submit(self, jobs: list[Job]) -> None:
@@ -160,7 +172,11 @@ class Backend(ABC):
         prepare_store(todo[0]["tracking"]["uri"])
         # cells of one dataset run back to back, so a worker loads each dataset once
         todo.sort(key=lambda c: json.dumps(c["dataset"], sort_keys=True))
-        jobs += self.plan(todo)
+        arrays = packing.arrays(todo, self.gpus())
+        if len(arrays) < len(todo):
+            print(f"sweep: {len(todo)} cells to run as {len(arrays)} fused arrays of up to "
+                  f"{max(map(len, arrays))} cells", file=sys.stderr, flush=True)
+        jobs += self.plan(arrays)
         ended = itertools.count(1)
 
         def on_end(job: Job) -> None:

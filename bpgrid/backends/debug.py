@@ -1,4 +1,4 @@
-"""``hydra/launcher=debug``: every cell in the sweep's own process, one after another."""
+"""``hydra/launcher=debug``: every array of cells in the sweep's own process, one after another."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from bpgrid.backends.worker import work
 
 @register
 class DebugBackend(Backend):
-    """One job holding every cell, run in this process (a debugger sees the cells' code)."""
+    """One job holding every array, run in this process (a debugger sees the cells' code)."""
 
     name = "debug"
 
-    def plan(self, cells: list[dict[str, Any]]) -> list[Job]:
-        return [Job(cells)]
+    def plan(self, arrays: list[list[dict[str, Any]]]) -> list[Job]:
+        return [Job(arrays)]
 
     def submit(self, jobs: list[Job]) -> None:
         for job in jobs:
-            job.results = work(job.cells)
+            job.results = work(job.arrays)

@@ -54,7 +54,7 @@ def descendants(pid: int) -> list[int]:
 
 @register
 class LocalBackend(Backend):
-    """One job per worker, each with the same ordered list of cells (leases share them out)."""
+    """One job per worker, each with the same ordered list of arrays (leases share them out)."""
 
     name = "local"
 
@@ -67,13 +67,13 @@ class LocalBackend(Backend):
         cuda_mps.wanted(mps, workers, gpus=0)  # a bad mode fails now, before any cell starts
         self.workers, self.timeout_min, self.mps = workers, timeout_min, mps
 
-    def plan(self, cells: list[dict[str, Any]]) -> list[Job]:
+    def plan(self, arrays: list[list[dict[str, Any]]]) -> list[Job]:
         gpus = torch.cuda.device_count()
         jobs = []
-        for i in range(min(self.workers, len(cells))):
+        for i in range(min(self.workers, len(arrays))):
             device = f"cuda:{i % gpus}" if gpus else "cpu"
-            jobs.append(Job([{**c, "device": device if c["device"] == "auto" else c["device"]}
-                             for c in cells]))
+            jobs.append(Job([[{**c, "device": device if c["device"] == "auto" else c["device"]}
+                              for c in array] for array in arrays]))
         return jobs
 
     @contextlib.contextmanager
@@ -94,7 +94,7 @@ class LocalBackend(Backend):
         executor.update_parameters(timeout_min=self.timeout_min or A_WEEK_MIN)
         threads = max(1, (os.cpu_count() or 1) // len(jobs))
         for job in jobs:
-            job.handle = executor.submit(worker, job.cells, threads, shutdown.me())
+            job.handle = executor.submit(worker, job.arrays, threads, shutdown.me())
 
     def stop(self, jobs: list[Job], signum: int) -> str:
         """SIGTERM to every worker, then SIGKILL to what is left after GRACE_SECONDS."""

@@ -1,4 +1,4 @@
-"""``hydra/launcher=slurm``: one SLURM array task per cell, through submitit.
+"""``hydra/launcher=slurm``: one SLURM array task per fused array of cells, through submitit.
 
 Before submitting, the sweep reserves each cell's lease for its task (bpgrid/lease.py): a rerun
 while tasks are queued or running finds the cells owned by live jobs and leaves them alone. The
@@ -25,24 +25,24 @@ import submitit
 from bpgrid import lease
 from bpgrid.backends.base import POLL_SECONDS, Backend, Job, register
 from bpgrid.backends.survey import cell_files
-from bpgrid.cell import run_cell
+from bpgrid.cell import run_array
 from bpgrid.jobs import SLURM_LIVE, slurm_states
 from bpgrid.shutdown import signals_deferred, stop_on_signals
 
 
 class SlurmTask(submitit.helpers.Checkpointable):
-    """A job's cells as one array task; requeued on timeout or preemption, then they resume.
-    ``tokens``: the lease the sweep reserved for each cell."""
+    """A job's fused array of cells as one SLURM array task; requeued on timeout or preemption,
+    then they resume. ``tokens``: the lease the sweep reserved for each cell."""
 
     def __call__(self, cells: list[dict[str, Any]], tokens: list[str]) -> list[dict]:
         stop_on_signals()  # scancel's SIGTERM: runs are marked KILLED, leases kept for a requeue
-        return [asdict(run_cell(config, token=token))
-                for config, token in zip(cells, tokens, strict=True)]
+        return [asdict(result) for result in run_array(cells, tokens)]
 
 
 @register
 class SlurmBackend(Backend):
-    """Each cell a job of its own, all of them one array; the settings are sbatch's."""
+    """Each fused array of cells a job of its own, all of them one SLURM array; the settings
+    are sbatch's."""
 
     name = "slurm"
 
@@ -61,8 +61,11 @@ class SlurmBackend(Backend):
                            "gpus_per_node": gpus_per_node, "tasks_per_node": 1, "nodes": 1,
                            **{key: value for key, value in optional.items() if value}}
 
-    def plan(self, cells: list[dict[str, Any]]) -> list[Job]:
-        return [Job([config]) for config in cells]
+    def plan(self, arrays: list[list[dict[str, Any]]]) -> list[Job]:
+        return [Job([array]) for array in arrays]
+
+    def gpus(self) -> bool:
+        return bool(self.parameters["gpus_per_node"])
 
     def submit(self, jobs: list[Job]) -> None:
         """Reserve every cell, submit the array, and name each reservation's job; signals wait
@@ -88,8 +91,9 @@ class SlurmBackend(Backend):
                 job.handle = handle
                 for reservation in held[id(job)]:
                     reservation.renew(job_id=handle.job_id)
-        print(f"sweep: {len(jobs)} cells submitted as SLURM array {handles[0].job_id.split('_')[0]}"
-              f"; Ctrl-C detaches (the array goes on)", file=sys.stderr, flush=True)
+        print(f"sweep: {len(jobs)} fused arrays of {sum(len(j.cells) for j in jobs)} cells "
+              f"submitted as SLURM array {handles[0].job_id.split('_')[0]}; Ctrl-C detaches "
+              f"(the array goes on)", file=sys.stderr, flush=True)
 
     @staticmethod
     def _reserve(job: Job) -> list[lease.Lease] | None:

@@ -69,7 +69,8 @@ class Scripted(Backend):
         super().__init__(folder)
         self.outcomes, self.shared = outcomes, shared
 
-    def plan(self, cells):
+    def plan(self, arrays):  # a cell per array: one job per seed
+        cells = [[config] for array in arrays for config in array]
         if self.shared:  # workers sharing one list, as the local backend's do
             return [Job(cells), Job(cells)]
         return [Job([cell]) for cell in cells]
