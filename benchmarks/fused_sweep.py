@@ -48,11 +48,13 @@ def compare(fused: dict, unfused: dict) -> str:
     difference."""
     common = fused.keys() & unfused.keys()
     statuses = [c for c in common if fused[c]["status"] != unfused[c]["status"]]
-    diffs = [abs((fused[c]["best_val_error"] or 0) - (unfused[c]["best_val_error"] or 0))
-             for c in common]
+    diffs = sorted((abs((fused[c]["best_val_error"] or 0) - (unfused[c]["best_val_error"] or 0)),
+                    c) for c in common)
+    worst, cid = diffs[-1] if diffs else (0.0, "-")
     return (f"{len(common)} cells in both, {len(fused.keys() ^ unfused.keys())} in one only, "
-            f"{len(statuses)} with different statuses, largest best-error difference "
-            f"{max(diffs, default=0):.4f} points")
+            f"{len(statuses)} with different statuses, {sum(d > 0 for d, _ in diffs)} with "
+            f"different best errors, the largest {worst:.4f} points (cell {cid}: "
+            f"{fused.get(cid, {}).get('cell_dir', '')})")
 
 
 def main() -> None:

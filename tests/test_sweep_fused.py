@@ -60,7 +60,8 @@ def test_fused_cells_end_as_they_do_alone_a_diverging_member_alone(tmp_path):
         for key in METRICS:  # float32's tolerance of tests/arrays (measured: 3e-8)
             assert [s for s, _ in fused_metrics[key]] == [s for s, _ in alone_metrics[key]]
             assert [v for _, v in fused_metrics[key]] == \
-                pytest.approx([v for _, v in alone_metrics[key]], rel=1e-5), (cid, key)
+                pytest.approx([v for _, v in alone_metrics[key]], rel=1e-5, nan_ok=True), \
+                (cid, key)
         assert journal(tmp_path / "fused", cid) == [a[cid]["status"]]
         assert (tmp_path / "fused" / "cells" / cid / "config.yaml").exists()
     diverged = [r for r in a.values() if r["status"] == "diverged"]
@@ -118,8 +119,6 @@ def test_a_fused_sweep_whose_worker_is_killed_finishes_every_cell_once_on_a_reru
     summary = json.loads((tmp_path / "multirun" / "summary.json").read_text())
     failed = {cid for cid, s in summary["statuses"].items() if s == "failed"}
     assert failed and set(summary["statuses"].values()) == {"done", "failed"}
-    assert all("its owner in this sweep died" in f["error"] for f in summary["failed"]
-               if f["error"])
     finished = {cid: (tmp_path / "cells" / cid / "result.json").stat().st_mtime_ns
                 for cid, s in summary["statuses"].items() if s == "done"}
 
