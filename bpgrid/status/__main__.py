@@ -63,14 +63,13 @@ def main(argv: list[str]) -> int:
     from bpgrid.report.cells import compose_grid
     try:
         grid = compose_grid(overrides, lambda text: print(f"status: {text}", file=sys.stderr))
+        _show(grid, watch, every)
     except (ConfigError, HydraException, OmegaConfBaseException) as err:
         cause = f"\n{err.__cause__}" if err.__cause__ else ""  # Hydra's says which key
         print(f"bpgrid.status: {err}{cause}", file=sys.stderr)
         return 2
-    try:
-        _show(grid, watch, every)
     except KeyboardInterrupt:  # Ctrl-C ends a watch
-        pass
+        return 0
     return 0
 
 
