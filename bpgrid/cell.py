@@ -155,7 +155,7 @@ def run_cell(cfg: DictConfig | dict, *, token: str | None = None) -> CellResult:
         lease = acquire(cell.files.lease, sweep_id=cell.sweep, token=token)
         keep = False
         try:
-            return _owned(cell, lease)
+            return _said(cell, _owned(cell, lease))
         except BaseException as err:  # a stopped SLURM task: its job may be requeued
             keep = token is not None and _as_stop(err) is not None
             raise
@@ -166,7 +166,7 @@ def run_cell(cfg: DictConfig | dict, *, token: str | None = None) -> CellResult:
     except Exception as err:  # the cell's files or store, before it could start
         if (stop := _as_stop(err)) is not None:
             raise stop from err
-        return cell.failed(err)
+        return _said(cell, cell.failed(err))
 
 
 def _owned(cell: _Cell, lease: Lease) -> CellResult:
@@ -188,6 +188,7 @@ def _owned(cell: _Cell, lease: Lease) -> CellResult:
         run_id = _start_run(cell, checkpoint)
         journal(cell.files, "start", token=lease.token, sweep_id=cell.sweep, run_id=run_id,
                 resumed_from=checkpoint["epoch"] if checkpoint else None)
+        _say(cell, f"resumed from epoch {checkpoint['epoch']}" if checkpoint else "started")
         result = _train(cell, checkpoint, run_id, lease)
         result.cell_seconds = time.perf_counter() - cell.start
         with shutdown.signals_deferred():
@@ -210,11 +211,37 @@ def _owned(cell: _Cell, lease: Lease) -> CellResult:
             except Exception:
                 pass  # a RUNNING run is resumed all the same
         journal(cell.files, "end", token=lease.token, status="stopped")
+        _say(cell, "stopped; it resumes from its checkpoint")
         if stop is err:
             raise
         raise stop from err
     clear_failure(cell.files)
     journal(cell.files, "end", token=lease.token, status=result.status)
+    return result
+
+
+def _say(cell: _Cell, what: str) -> None:
+    """A line in the log of the process that runs the cell (a worker's, a SLURM task's): the
+    cell by its method, dataset, LR scale and seed, and what became of it."""
+    c = cell.c
+    print(f"cell {cell.cid} (method={(c.get('method') or {}).get('name', '-')} "
+          f"dataset={c['dataset']['name']} lr_scale={c['lr_scale']:g} seed={c['seed']}): {what}",
+          file=sys.stderr, flush=True)
+
+
+def _said(cell: _Cell, result: CellResult) -> CellResult:
+    """The result, its end told in the log unless it was only looked up."""
+    seconds = f"{time.perf_counter() - cell.start:.1f} s"
+    if result.cached:
+        return result
+    if result.status in ("done", "diverged"):
+        best = ("no finite val error" if result.best_val_error is None else
+                f"best val error {result.best_val_error:.2f}% (epoch {result.best_epoch})")
+        why = f" ({result.diverged_because})" if result.diverged_because else ""
+        _say(cell, f"{result.status}{why}, {best}, {result.epochs_run} epochs, {seconds}")
+    else:
+        error = (result.error or "").strip().splitlines()
+        _say(cell, f"{result.status} after {seconds}: {error[0] if error else '?'}")
     return result
 
 

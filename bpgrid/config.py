@@ -183,6 +183,9 @@ def validate(cfg: DictConfig | Mapping) -> None:
     _check("seed", isinstance(c["seed"], int) and not isinstance(c["seed"], bool)
            and c["seed"] >= 0, f"must be a non-negative integer, got {c['seed']!r}")
     _name("grid.name", c.get("grid", {}).get("name", "adhoc"))
+    every = c.get("grid", {}).get("progress_seconds", 10)
+    _check("grid.progress_seconds", isinstance(every, int | float) and not isinstance(every, bool)
+           and every > 0, f"must be a positive number of seconds, got {every!r}")
     _name("tracking.experiment", c.get("tracking", {}).get("experiment", "adhoc"))
     _check("schedule.epochs", isinstance(sched["epochs"], int) and sched["epochs"] >= 1,
            f"must be a positive int, got {sched['epochs']!r}")

@@ -2,7 +2,8 @@
 
 ``Backend.run`` is the sweep, the same on every backend: survey the cells (finished ones are
 skipped, ones a live job owns are left to it), check the data, ``plan`` the rest into jobs,
-``submit`` them, ``wait`` for them, and summarise how every cell ended. A backend (debug, local,
+``submit`` them, ``wait`` for them while showing the cells' progress
+(bpgrid/backends/progress.py), and summarise how every cell ended. A backend (debug, local,
 slurm) supplies plan and submit, and where it needs them, a ``session`` held while its jobs run,
 what ``stop`` does when the sweep is stopped by a signal, and how it ``follow``s cells that jobs
 of an earlier sweep still run. Backends are registered by name as feedback rules and models are:
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import itertools
 import json
 import sys
 import time
@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 import submitit
 
+from bpgrid.backends.progress import SweepProgress
 from bpgrid.backends.summary import Summary, summarise
 from bpgrid.backends.survey import survey
 from bpgrid.config import ConfigError, cell_id
@@ -136,15 +137,21 @@ class Backend(ABC):
               f"({self.name})", file=sys.stderr, flush=True)
         jobs: list[Job] = []
         stopped, signum = None, None
+        sweep_id = str(configs[0]["grid"].get("sweep_id", "")) if configs else ""
         try:
             if found.todo:
-                self._launch(found.todo, jobs)
-            if found.running:
-                self.follow(found.running)
+                preflight(found.todo)
+                prepare_store(found.todo[0]["tracking"]["uri"])
+            if found.todo or found.running:
+                every = float(configs[0]["grid"].get("progress_seconds", 10))
+                with SweepProgress(configs, sweep_id, every) as progress:
+                    if found.todo:
+                        self._launch(found.todo, jobs, progress.poke)
+                    if found.running:
+                        self.follow(found.running)
         except Interrupted as stop:
             signum = stop.signum
             stopped = getattr(stop, "status", None) or self.stop(jobs, signum)
-        sweep_id = str(configs[0]["grid"].get("sweep_id", "")) if configs else ""
         summary = summarise(configs, found, _given(jobs), sweep_id, stopped)
         summary.wall_seconds, summary.stopped_by = time.perf_counter() - start, signum
         if stopped == "running":
@@ -155,17 +162,11 @@ class Backend(ABC):
         """What a sweep stopped while its jobs go on says about them (SLURM)."""
         return ""
 
-    def _launch(self, todo: list[dict[str, Any]], jobs: list[Job]) -> None:
-        preflight(todo)
-        prepare_store(todo[0]["tracking"]["uri"])
+    def _launch(self, todo: list[dict[str, Any]], jobs: list[Job],
+                on_end: Callable[[Job], None]) -> None:
         # cells of one dataset run back to back, so a worker loads each dataset once
         todo.sort(key=lambda c: json.dumps(c["dataset"], sort_keys=True))
         jobs += self.plan(todo)
-        ended = itertools.count(1)
-
-        def on_end(job: Job) -> None:
-            print(f"sweep: {next(ended)}/{len(jobs)} jobs finished", file=sys.stderr, flush=True)
-
         with self.session(jobs):  # jobs are stopped while their session still holds
             try:
                 self.submit(jobs)

@@ -40,13 +40,19 @@ def _bad_command_line(argv: list[str]) -> str | None:
         return f"{usage()}\n{HELP}"
     if any(a.startswith("-") for a in argv):
         return f"unknown option {next(a for a in argv if a.startswith('-'))}\n{usage()}"
+    return bad_grid(argv, "bpgrid.report", usage())
+
+
+def bad_grid(argv: list[str], command: str, usage: str) -> str | None:
+    """What is wrong with the grid the arguments name (none, or one that does not exist), or
+    None; ``command`` and its ``usage`` go into the message."""
     name = _grid_name(argv)
     if name is None:
-        return usage()
+        return usage
     if name not in grids():
         close = difflib.get_close_matches(name, grids(), n=3)
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-        return f"bpgrid.report: no grid {name!r} in {CONF / 'grid'}{hint}\n{usage()}"
+        return f"{command}: no grid {name!r} in {CONF / 'grid'}{hint}\n{usage}"
     return None
 
 
