@@ -31,6 +31,7 @@ class Command:
     forms: str  # what follows python -m <name>: +grid=NAME [overrides]
     about: str  # the help's text after the usage
     needs_grid: bool = True
+    options: tuple[str, ...] = ()  # the flags it takes (--watch), passed on with the overrides
 
     def usage(self) -> str:
         names = f"; grids: {', '.join(grids())}" if "+grid=NAME" in self.forms else ""
@@ -75,10 +76,10 @@ def run(command: Command, body: Callable[[list[str]], int], argv: Sequence[str] 
 
 def _bad_command_line(command: Command, argv: list[str]) -> str | None:
     """What is wrong with the command line itself, before anything is composed, or None."""
-    option = next((a for a in argv if a.startswith("-")), None)
+    option = next((a for a in argv if a.startswith("-") and a not in command.options), None)
     if option is not None:
-        return (f"unknown option {option}: {command.name} takes key=value overrides only "
-                f"(--help shows its forms)")
+        takes = " and ".join(("key=value overrides", *command.options))
+        return f"unknown option {option}: {command.name} takes {takes} only (--help shows them)"
     name = grid_name(argv)
     if name is None:
         return f"no grid given\n{command.usage()}" if command.needs_grid else None

@@ -152,3 +152,39 @@ def test_train_with_a_missing_dataset_gives_the_same_message_for_it(tmp_path):
     assert lines[0] == "bpgrid.train: 1 dataset missing, so nothing was started:"
     assert lines[1].startswith(missing_lines(tmp_path)[2])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+# run() itself, with a stand-in command: its flags, and which errors it tells or lets through
+
+def test_a_commands_own_flags_pass_through_and_others_are_refused(capsys):
+    from bpgrid.cli import Command, run
+
+    seen = []
+    watch = Command("bpgrid.watchful", "+grid=NAME [--watch]", "Watches.", options=("--watch",))
+    assert run(watch, lambda argv: seen.append(argv) or 0, ["+grid=quick", "--watch"]) == 0
+    assert seen == [["+grid=quick", "--watch"]]
+    assert run(watch, lambda argv: 0, ["+grid=quick", "--wach"]) == BAD_INPUT
+    assert capsys.readouterr().err == ("bpgrid.watchful: unknown option --wach: bpgrid.watchful "
+                                       "takes key=value overrides and --watch only (--help shows "
+                                       "them)\n")
+
+
+def test_only_errors_of_bad_input_are_told_others_keep_their_traceback(capsys):
+    from bpgrid.cli import Command, run
+    from bpgrid.config import ConfigError
+
+    class Refused(Exception):
+        pass
+
+    def fails(error):
+        def body(argv):
+            raise error
+        return body
+
+    cmd = Command("bpgrid.x", "[overrides]", "X.", needs_grid=False)
+    assert run(cmd, fails(ConfigError("seed: bad\n  in the cell: seed=-1")), []) == BAD_INPUT
+    assert capsys.readouterr().err == "bpgrid.x: seed: bad in the cell: seed=-1\n"
+    assert run(cmd, fails(Refused("no store")), [], errors=lambda: (Refused,)) == BAD_INPUT
+    assert capsys.readouterr().err == "bpgrid.x: no store\n"
+    with pytest.raises(ZeroDivisionError):  # a bug is no bad input: it is not hidden
+        run(cmd, fails(ZeroDivisionError("x")), [], errors=lambda: (Refused,))
