@@ -9,6 +9,7 @@ rules, norms, optimizers, losses), never from a list kept here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -18,8 +19,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from bpgrid import CONF
 from bpgrid.checks import check_fraction
-from bpgrid.data import DATASETS, dataset_options
+from bpgrid.data import DATASETS, dataset_options, get_dataset
 from bpgrid.data.registry import COMMON as DATASET_COMMON
 from bpgrid.feedback import make_rule
 from bpgrid.losses import LOSSES
@@ -93,6 +95,14 @@ def flat_params(cfg: DictConfig | Mapping) -> dict[str, str]:
     return out
 
 
+@functools.cache
+def top_keys() -> frozenset[str]:
+    """The keys a cell's config may have: conf/config.yaml's own, its groups', and Hydra's."""
+    base = OmegaConf.load(CONF / "config.yaml")
+    groups = (next(iter(d)) if isinstance(d, Mapping) else d for d in base.defaults)
+    return frozenset({*base, *groups, "hydra"} - {"defaults", "_self_"})
+
+
 def model_keys(name: str) -> set[str]:
     """The keys of a model config: ``name``, build_model's own options and the model's options."""
     params = inspect.signature(build_model).parameters.values()
@@ -156,10 +166,15 @@ def validate(cfg: DictConfig | Mapping) -> None:
     c = to_dict(cfg)
     for key in FACTORS:
         _check(key, key in c, "missing")
+    unknown = sorted(set(c) - top_keys())
+    _check(unknown[0] if unknown else "", not unknown,
+           f"not a key of the config (its keys: {', '.join(sorted(top_keys()))})")
     ds, model, fb, opt, sched = c["dataset"], c["model"], c["feedback"], c["optimizer"], \
         c["schedule"]
     _choice("dataset", ds.get("name"), sorted(DATASETS))
     _keys("dataset", ds["name"], ds, {"name", *DATASET_COMMON, *dataset_options(ds["name"])})
+    _check("dataset.download", not ds.get("download") or get_dataset(ds["name"]).source != "manual",
+           f"{ds['name']} cannot be downloaded; get it by hand: {get_dataset(ds['name']).obtain}")
     _choice("model", model.get("name"), sorted(MODELS))
     _keys("model", model["name"], model, model_keys(model["name"]))
     _choice("model.freeze", model.get("freeze", "none"), FREEZE)

@@ -26,9 +26,9 @@ from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from bpgrid import CONF
 from bpgrid.config import ConfigError, validate
-
-CONF = Path(__file__).resolve().parent.parent / "conf"
+from bpgrid.data.registry import EMBEDDED
 
 
 @dataclass
@@ -80,6 +80,31 @@ def load_grid(argv: list[str]) -> Grid:
     sweep_id = f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(2)}"
     return Grid(str(sweep.grid.name), jobs, launcher, folder, bool(sweep.grid.get("dry_run")),
                 sweep, sweep_id)
+
+
+def datasets(grid: Grid) -> list[dict[str, Any]]:
+    """The resolved ``dataset`` config of every kind of cell in the grid, composing once per
+    distinct set of dataset overrides (``dataset=``, ``dataset.root=``, ...), not once per cell:
+    what the missing-data check reads before the cells are composed. An embedded dataset named
+    by an override needs no composing (it has no files)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        parse = functools.cache(OverridesParser.create().parse_override)
+        found: dict[tuple[str, ...], dict[str, Any]] = {}
+        for job in grid.jobs:
+            overrides = [parse(line) for line in job]
+            own = tuple(o.input_line for o in overrides if _about_dataset(o))
+            names = [o.value() for o in overrides if o.key_or_group == "dataset"]
+            if own in found or (names and names[-1] in EMBEDDED):
+                continue
+            rest = [o.input_line for o in overrides if not _about_dataset(o)]
+            cfg = compose("sweep", rest + list(own))
+            found[own] = OmegaConf.to_container(cfg.dataset, resolve=True)
+    return list(found.values())
+
+
+def _about_dataset(override: Override) -> bool:
+    key = override.key_or_group
+    return key == "dataset" or key.startswith("dataset.")
 
 
 def compose_cells(grid: Grid) -> list[dict[str, Any]]:

@@ -135,12 +135,15 @@ def test_a_failing_cell_leaves_the_others_and_the_exit_code_says_so(tmp_path):
     assert swept.grid.name == "quick" and swept.hydra.launcher.name == "local"
 
 
-def test_without_a_grid_the_sweep_prints_its_usage(capsys):
+def test_without_a_grid_the_sweep_prints_its_usage_and_help_prints_it_too(capsys):
     assert main([]) == 2
-    assert main(["+grid=quick", "--help"]) == 2
     err = capsys.readouterr().err
-    assert err.count("usage: python -m bpgrid.sweep +grid=NAME [overrides]; grids: ") == 2
+    assert err.count("usage: python -m bpgrid.sweep +grid=NAME [overrides]; grids: ") == 1
     assert all(name in err for name in GRIDS)
+    assert main(["+grid=quick", "--help"]) == 0  # asked for: on stdout, exit status 0
+    out = capsys.readouterr().out
+    assert out.count("usage: python -m bpgrid.sweep +grid=NAME [overrides]; grids: ") == 1
+    assert all(name in out for name in GRIDS)
 
 
 def test_bad_values_stop_the_sweep_before_anything_starts(tmp_path):
@@ -197,7 +200,7 @@ def test_missing_dataset_files_stop_the_sweep_before_any_cell_runs(tmp_path):
     out = subprocess.run(sweep_cmd(tmp_path, "dataset=mnist", f"dataset.root={tmp_path}/none",
                                    "method=sgd", "lr_scale=1", "hydra/launcher=debug"),
                          cwd=tmp_path, capture_output=True, text=True)
-    assert out.returncode != 0
-    assert f"dataset mnist: no directory {tmp_path}/none" in out.stderr
+    assert out.returncode == 2
+    assert f"mnist: no files at {tmp_path}/none; expected {tmp_path}/none/MNIST/raw/" in out.stderr
     assert "dataset.download=true" in out.stderr
     assert not (tmp_path / "cells").exists() and not (tmp_path / "mlflow.db").exists()

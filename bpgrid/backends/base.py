@@ -34,7 +34,7 @@ from bpgrid.backends.progress import SweepProgress
 from bpgrid.backends.summary import Summary, summarise
 from bpgrid.backends.survey import survey
 from bpgrid.config import ConfigError, cell_id
-from bpgrid.data.registry import EMBEDDED
+from bpgrid.data.missing import check_data
 from bpgrid.shutdown import Interrupted
 from bpgrid.tracking import prepare_store
 
@@ -193,12 +193,6 @@ def _given(jobs: list[Job]) -> dict[str, tuple[str, str | None]]:
 
 
 def preflight(configs: list[dict[str, Any]]) -> None:
-    """Fail before launching when a dataset's files are missing and may not be downloaded."""
-    for ds in {json.dumps(c["dataset"], sort_keys=True) for c in configs}:
-        ds = json.loads(ds)
-        if ds["name"] in EMBEDDED or ds.get("download"):
-            continue
-        if not Path(ds["root"]).exists():
-            raise FileNotFoundError(
-                f"dataset {ds['name']}: no directory {ds['root']}. Put the files there, set "
-                f"dataset.root=PATH, or pass dataset.download=true where torchvision can fetch it")
+    """Fail before launching when a dataset's files are missing and will not be downloaded
+    (MissingData listing each; the sweep's command line checks its whole grid earlier)."""
+    check_data(c["dataset"] for c in configs)

@@ -13,64 +13,46 @@ from __future__ import annotations
 import sys
 import time
 
-from bpgrid.report.__main__ import bad_grid
+from bpgrid.cli import Command, run
 
 EVERY_SECONDS = 5.0
-USAGE = "usage: python -m bpgrid.status +grid=NAME [overrides] [--watch [--every=SECONDS]]"
-HELP = """\
+COMMAND = Command("bpgrid.status", "+grid=NAME [overrides] [--watch [--every=SECONDS]]", """\
 Shows a grid's cells as their files and the tracking store say they are now, launching nothing:
 counts by state (done, diverged, failed, running, queued, stale, stopped, missing), a dataset x
 column table (one table cell holds its LR scales and seeds: the state when they share it, else
 `k/n done` and the other states), the running cells with their epoch and best val error so far,
 the failed cells with their log and error, and stale claims (leases whose owner is gone).
 Overrides are the sweep's (dataset=mnist seed=0,1,2, cells_dir=..., tracking.uri=...).
---watch redraws it every 5 seconds (--every=SECONDS) until Ctrl-C."""
+--watch redraws it every 5 seconds (--every=SECONDS) until Ctrl-C.""", options=("--watch", "--every"))
 
 
-def _options(argv: list[str]) -> tuple[list[str], bool, float] | str:
-    """The overrides, --watch and its period; or what is wrong with the command line."""
-    if any(a in ("-h", "--help") for a in argv):
-        return f"{USAGE}\n{HELP}"
-    watch, every, overrides = False, EVERY_SECONDS, []
+class BadOption(ValueError):
+    """A bad value of one of status's own options."""
+
+
+def _status(argv: list[str]) -> int:
+    from bpgrid.report.cells import compose_grid
+
+    watch, every = "--watch" in argv, EVERY_SECONDS
     for arg in argv:
-        if arg == "--watch":
-            watch = True
-        elif arg.startswith("--every="):
+        if arg.startswith("--every"):
             try:
-                every = float(arg.split("=", 1)[1])
+                every = float(arg.partition("=")[2])
             except ValueError:
                 every = -1.0
             if every <= 0:
-                return f"bpgrid.status: --every takes a positive number of seconds\n{USAGE}"
-        elif arg.startswith("-"):
-            return f"bpgrid.status: unknown option {arg}\n{USAGE}"
-        else:
-            overrides.append(arg)
-    problem = bad_grid(overrides, "bpgrid.status", USAGE)
-    return problem if problem else (overrides, watch, every)
+                raise BadOption("--every takes a positive number of seconds: --every=5")
+    overrides = [a for a in argv if not a.startswith("-")]
+    grid = compose_grid(overrides, lambda text: print(f"status: {text}", file=sys.stderr))
+    try:
+        _show(grid, watch, every)
+    except KeyboardInterrupt:  # Ctrl-C ends a watch
+        pass
+    return 0
 
 
 def main(argv: list[str]) -> int:
-    options = _options(argv)
-    if isinstance(options, str):
-        print(options, file=sys.stderr)
-        return 2
-    overrides, watch, every = options
-    from hydra.errors import HydraException  # imported here: --help does not wait for them
-    from omegaconf.errors import OmegaConfBaseException
-
-    from bpgrid.config import ConfigError
-    from bpgrid.report.cells import compose_grid
-    try:
-        grid = compose_grid(overrides, lambda text: print(f"status: {text}", file=sys.stderr))
-        _show(grid, watch, every)
-    except (ConfigError, HydraException, OmegaConfBaseException) as err:
-        cause = f"\n{err.__cause__}" if err.__cause__ else ""  # Hydra's says which key
-        print(f"bpgrid.status: {err}{cause}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # Ctrl-C ends a watch
-        return 0
-    return 0
+    return run(COMMAND, _status, argv, errors=lambda: (BadOption,))
 
 
 def _show(grid, watch: bool, every: float) -> None:

@@ -133,15 +133,21 @@ def test_a_table_cell_is_its_state_when_uniform_else_a_count_of_done():
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--help"], "usage: python -m bpgrid.status +grid=NAME [overrides] [--watch"),
     ([], "usage: python -m bpgrid.status +grid=NAME"),
     (["+grid=quik"], "bpgrid.status: no grid 'quik' in "),
     (["+grid=quick", "--wacth"], "bpgrid.status: unknown option --wacth"),
     (["+grid=quick", "--every=0"], "--every takes a positive number of seconds"),
-    (["+grid=quick", "tracking.urii=x"], "Could not override 'tracking.urii'"),
+    (["+grid=quick", "tracking.urii=x"], "tracking.urii is not a key of tracking"),
 ])
 def test_a_bad_command_line_is_one_message_and_exit_status_2(tmp_path, argv, message):
     out = subprocess.run([sys.executable, "-m", "bpgrid.status", *argv], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and message in out.stderr, out.stderr
     assert "Traceback" not in out.stderr and not out.stdout
+
+
+def test_help_prints_the_usage_on_stdout_and_exits_0(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "bpgrid.status", "--help"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and not out.stderr
+    assert "usage: python -m bpgrid.status +grid=NAME [overrides] [--watch" in out.stdout
