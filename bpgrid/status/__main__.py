@@ -23,7 +23,8 @@ column table (one table cell holds its LR scales and seeds: the state when they 
 `k/n done` and the other states), the running cells with their epoch and best val error so far,
 the failed cells with their log and error, and stale claims (leases whose owner is gone).
 Overrides are the sweep's (dataset=mnist seed=0,1,2, cells_dir=..., tracking.uri=...).
---watch redraws it every 5 seconds (--every=SECONDS) until Ctrl-C.""", options=("--watch", "--every"))
+--watch redraws it every 5 seconds (--every=SECONDS) until Ctrl-C.""",
+                  options=("--watch", "--every"))
 
 
 class BadOption(ValueError):
