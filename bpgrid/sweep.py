@@ -6,7 +6,8 @@ anything starts. The launcher's backend then skips finished cells and cells live
 runs the rest. Ends with a summary line and ``summary.json`` in the sweep's folder; exits 1 if
 any cell failed, 2 on a bad command line or config, 128 + the signal's number when SIGINT,
 SIGTERM or SIGHUP stopped it (local workers are stopped with it, every cell resumes on a rerun;
-a SLURM sweep detaches, its array goes on).
+a SLURM sweep detaches, its array goes on). In MLflow, the sweep is a run whose children are the
+runs of the cells it starts (bpgrid/sweep_run.py), each named for people (bpgrid/naming.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from bpgrid.backends import Summary, make_backend
 from bpgrid.backends.survey import survey
 from bpgrid.config import ConfigError
 from bpgrid.grid import CONF, Grid, compose_cells, load_grid
+from bpgrid.naming import name_runs
 from bpgrid.shutdown import Interrupted, signals_raise
+from bpgrid.sweep_run import SweepRun
 
 SHOWN = 5  # cells a dry run prints
 
@@ -54,12 +57,19 @@ def _sweep(argv: list[str]) -> int:
             return 0
         grid.folder.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(grid.config, grid.folder / "multirun.yaml")
-        summary = backend.run(cells)
+        name_runs(cells, grid.jobs)
+        parent = SweepRun(grid, argv)
+        try:
+            summary = backend.run(cells, on_launch=parent.open)
+        except BaseException as err:
+            parent.abort(err)
+            raise
     except (ConfigError, HydraException, FileNotFoundError) as err:
         cause = f"\n{err.__cause__}" if err.__cause__ else ""  # Hydra's says which key
         print(f"bpgrid: {err}{cause}", file=sys.stderr)
         return 2
     _report(summary, grid)
+    parent.close(summary)
     if summary.stopped_by:
         return 128 + summary.stopped_by
     return 1 if summary.counts.get("failed") else 0

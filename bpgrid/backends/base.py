@@ -127,8 +127,10 @@ class Backend(ABC):
         """Wait for cells that live jobs of an earlier sweep own, where this backend can
         (SLURM's jobs); by default they are reported as running and not waited for."""
 
-    def run(self, configs: list[dict[str, Any]]) -> Summary:
-        """Run every cell not yet finished nor owned by a live job; how each of them ended."""
+    def run(self, configs: list[dict[str, Any]],
+            on_launch: Callable[[list[dict[str, Any]]], None] | None = None) -> Summary:
+        """Run every cell not yet finished nor owned by a live job; how each of them ended.
+        ``on_launch(cells)`` is called before the cells to run are launched, if any are."""
         start = time.perf_counter()
         found = survey(configs)
         print(f"sweep: {len(configs)} cells, {len(found.finished)} already finished, "
@@ -138,7 +140,7 @@ class Backend(ABC):
         stopped, signum = None, None
         try:
             if found.todo:
-                self._launch(found.todo, jobs)
+                self._launch(found.todo, jobs, on_launch)
             if found.running:
                 self.follow(found.running)
         except Interrupted as stop:
@@ -155,9 +157,12 @@ class Backend(ABC):
         """What a sweep stopped while its jobs go on says about them (SLURM)."""
         return ""
 
-    def _launch(self, todo: list[dict[str, Any]], jobs: list[Job]) -> None:
+    def _launch(self, todo: list[dict[str, Any]], jobs: list[Job],
+                on_launch: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
         preflight(todo)
         prepare_store(todo[0]["tracking"]["uri"])
+        if on_launch is not None:
+            on_launch(todo)
         # cells of one dataset run back to back, so a worker loads each dataset once
         todo.sort(key=lambda c: json.dumps(c["dataset"], sort_keys=True))
         jobs += self.plan(todo)
