@@ -38,6 +38,7 @@ from bpgrid.config import cell_id, flat_params, to_dict, validate
 from bpgrid.divergence import chance_loss, divergence, finite_weights
 from bpgrid.lease import Lease, LostLease, Owned, acquire, describe
 from bpgrid.migrate import migrate
+from bpgrid.naming import curve_title, run_name
 from bpgrid.plots import learning_curve
 from bpgrid.tracking import Tracker
 from bpgrid.trainer import Trainer, finite
@@ -261,7 +262,9 @@ def _start_run(cell: _Cell, checkpoint: dict | None) -> str:
             "dataset_root": str(c["dataset"].get("root")), "code_version": code_version(),
             "sweep_id": cell.sweep}
     return cell.tracker.start(cell.cid, flat_params(c), tags,
-                              checkpoint["run_id"] if checkpoint else None)
+                              checkpoint["run_id"] if checkpoint else None,
+                              name=c["tracking"].get("run_name") or run_name(c),
+                              parent=c["tracking"].get("parent_run_id"))
 
 
 def _best(history: list[dict[str, float]], chance: float | None
@@ -289,7 +292,7 @@ def _train(cell: _Cell, checkpoint: dict | None, run_id: str, lease: Lease) -> C
         resumed_from = checkpoint["epoch"]
         for h in history:  # epochs checkpointed but not yet logged
             if h["epoch"] not in logged:
-                tracker.log_metrics(run_id, h, h["epoch"])
+                tracker.log_epoch(run_id, h)
         if history:  # a cell that had diverged before its end trains no further
             diverged = divergence(history[-1], chance,
                                   finite_weights(checkpoint["state"]["model"].values()))
@@ -309,7 +312,7 @@ def _train(cell: _Cell, checkpoint: dict | None, run_id: str, lease: Lease) -> C
                 "epoch": epoch, "state": state, "history": history, "run_id": run_id,
                 "train_seconds": train_seconds})
         if epoch not in logged:  # an epoch trained again after its checkpoint was set aside
-            tracker.log_metrics(run_id, metrics, epoch)
+            tracker.log_epoch(run_id, metrics)
         if progress:
             print(f"[{cell.cid}] epoch {epoch}/{epochs} loss {metrics['train_loss']:.4f} "
                   f"val {metrics['val_error']:.2f} ({metrics['epoch_time']:.1f}s)",
@@ -336,6 +339,6 @@ def _record_end(c: dict, cell_dir: Path, history: list[dict], result: CellResult
     tracker.set_tags(result.run_id, tags)
     config_file = cell_dir / "config.yaml"
     config_file.write_text(yaml.safe_dump(c, sort_keys=False))
-    curve = learning_curve(history, cell_dir / "learning_curve.png", title=result.cell_id)
+    curve = learning_curve(history, cell_dir / "learning_curve.png", title=curve_title(c))
     for path in (config_file, curve):
         tracker.log_artifact(result.run_id, path)

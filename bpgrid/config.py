@@ -80,8 +80,25 @@ def legacy_cell_id(cfg: DictConfig | Mapping) -> str:
     return _hash(_legacy_factors(cfg))
 
 
+def value_text(value: Any) -> str:
+    """A value as a Hydra override writes it, in one canonical form: a number that is whole
+    without its decimal point (``100``, not ``100.0``), any other as Python writes it in the
+    fewest digits (``0.25``, ``0.001`` for ``1e-3``, ``1e-05``), ``true``/``false``, ``null``,
+    lists in brackets (``[1, 51, 61]``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(value_text(v) for v in value) + "]"
+    return str(value)
+
+
 def flat_params(cfg: DictConfig | Mapping) -> dict[str, str]:
-    """Every factor as a dotted key (``feedback.flip_prob``) and a string value, for MLflow."""
+    """Every factor as a dotted key (``feedback.flip_prob``) and its value as typed
+    (``value_text``: ``lr_scale=100`` is ``100``), for MLflow."""
     out: dict[str, str] = {}
 
     def walk(prefix: str, value: Any) -> None:
@@ -89,7 +106,7 @@ def flat_params(cfg: DictConfig | Mapping) -> dict[str, str]:
             for k, v in value.items():
                 walk(f"{prefix}.{k}" if prefix else str(k), v)
         else:
-            out[prefix] = json.dumps(value) if isinstance(value, list) else str(value)
+            out[prefix] = value_text(value)
 
     walk("", factors(cfg))
     return out

@@ -41,7 +41,8 @@ class Grid:
     folder: Path  # hydra.sweep.dir: the jobs' logs, multirun.yaml, summary.json
     dry_run: bool
     config: DictConfig  # the sweep's config, Hydra's node included (saved as multirun.yaml)
-    sweep_id: str = ""  # this run of the sweep: tags its MLflow runs, marks its cells' failures
+    sweep_id: str = ""  # this run of the sweep (``<date>_<time>_<grid>_<4 hex>``): tags its
+    # MLflow runs, marks its cells' failures
 
     def shown(self, job: list[str]) -> str:
         """A cell's overrides as a user reads them, Hydra's own settings left out."""
@@ -77,9 +78,9 @@ def load_grid(argv: list[str]) -> Grid:
         jobs = expand([f"{k}={v}" for k, v in params.items()] + argv, parser)
         launcher = OmegaConf.to_container(sweep.hydra.launcher, resolve=True)
         folder = Path(str(sweep.hydra.sweep.dir))  # ${now:...} resolves once, here
-    sweep_id = f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(2)}"
-    return Grid(str(sweep.grid.name), jobs, launcher, folder, bool(sweep.grid.get("dry_run")),
-                sweep, sweep_id)
+    name = str(sweep.grid.name)
+    sweep_id = f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{name}_{secrets.token_hex(2)}"
+    return Grid(name, jobs, launcher, folder, bool(sweep.grid.get("dry_run")), sweep, sweep_id)
 
 
 def datasets(grid: Grid) -> list[dict[str, Any]]:

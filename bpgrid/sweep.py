@@ -8,6 +8,8 @@ runs the rest. Ends with a summary line and ``summary.json`` in the sweep's fold
 any cell failed, 2 on a bad command line, config or missing dataset (a dry run too, after showing
 the grid), 128 + the signal's number when SIGINT, SIGTERM or SIGHUP stopped it (local workers are
 stopped with it, every cell resumes on a rerun; a SLURM sweep detaches, its array goes on).
+In MLflow, the sweep is a run whose children are the runs of the cells it starts
+(bpgrid/sweep_run.py), each named for people (bpgrid/naming.py).
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ def _run(argv: list[str]) -> int:
     from bpgrid.backends import make_backend
     from bpgrid.data.missing import check_data
     from bpgrid.grid import compose_cells, datasets, load_grid
+    from bpgrid.naming import name_runs
+    from bpgrid.sweep_run import SweepRun
 
     grid = load_grid(argv)
     backend = make_backend(grid.launcher, grid.folder / "jobs")
@@ -61,8 +65,15 @@ def _run(argv: list[str]) -> int:
     cells = compose_cells(grid)
     grid.folder.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(grid.config, grid.folder / "multirun.yaml")
-    summary = backend.run(cells)
+    name_runs(cells, grid.jobs)
+    parent = SweepRun(grid, argv)
+    try:
+        summary = backend.run(cells, on_launch=parent.open)
+    except BaseException as err:
+        parent.abort(err)
+        raise
     _report(summary, grid)
+    parent.close(summary)
     if summary.stopped_by:
         return 128 + summary.stopped_by
     return 1 if summary.counts.get("failed") else 0

@@ -4,7 +4,8 @@ Exits 0 when the cell is done or diverged (a result), 1 when it failed, 2 on a b
 config or missing dataset (nothing started), 3 when another live owner (a sweep's worker, a SLURM
 job, another ``bpgrid.train``) is training the cell (its status is then ``running``, and the
 message names the owner), 128 + the signal's number when SIGINT, SIGTERM or SIGHUP stopped it
-(the cell resumes when the command runs again).
+(the cell resumes when the command runs again). Its MLflow run has no parent run (a sweep's
+cells are its run's children).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ def _train(argv: list[str]) -> int:
 
     from bpgrid import CONF
     from bpgrid.cell import run_cell
-    from bpgrid.config import ConfigError, validate
+    from bpgrid.config import ConfigError, to_dict, validate
     from bpgrid.data.missing import check_data
+    from bpgrid.naming import extras, run_name
     from bpgrid.shutdown import Interrupted, signals_raise
     from bpgrid.tracking import prepare_store
 
@@ -51,7 +53,9 @@ def _train(argv: list[str]) -> int:
     with signals_raise():
         try:
             prepare_store(cfg.tracking.uri)
-            result = run_cell(cfg)
+            c = to_dict(cfg)  # a new run is named by the overrides, as a sweep's cells are
+            c["tracking"]["run_name"] = run_name(c, extras(argv))
+            result = run_cell(c)
         except (Interrupted, KeyboardInterrupt) as stop:
             code = stop.exit_code if isinstance(stop, Interrupted) else 130
             print(f"bpgrid: {stop or 'interrupted'}; the cell resumes when this command runs "

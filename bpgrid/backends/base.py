@@ -128,8 +128,10 @@ class Backend(ABC):
         """Wait for cells that live jobs of an earlier sweep own, where this backend can
         (SLURM's jobs); by default they are reported as running and not waited for."""
 
-    def run(self, configs: list[dict[str, Any]]) -> Summary:
-        """Run every cell not yet finished nor owned by a live job; how each of them ended."""
+    def run(self, configs: list[dict[str, Any]],
+            on_launch: Callable[[list[dict[str, Any]]], None] | None = None) -> Summary:
+        """Run every cell not yet finished nor owned by a live job; how each of them ended.
+        ``on_launch(cells)`` is called before the cells to run are launched, if any are."""
         start = time.perf_counter()
         found = survey(configs)
         print(f"sweep: {len(configs)} cells, {len(found.finished)} already finished, "
@@ -142,6 +144,8 @@ class Backend(ABC):
             if found.todo:
                 preflight(found.todo)
                 prepare_store(found.todo[0]["tracking"]["uri"])
+                if on_launch is not None:
+                    on_launch(found.todo)
             if found.todo or found.running:
                 every = float(configs[0]["grid"].get("progress_seconds", 10))
                 with SweepProgress(configs, sweep_id, every) as progress:
