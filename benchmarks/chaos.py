@@ -126,7 +126,8 @@ def check(root: Path, epochs: int, kills: list, died: dict[int, float]) -> dict:
     runs: dict[str, list] = {}
     for run in client.search_runs([client.get_experiment_by_name("quick").experiment_id],
                                   max_results=1000):
-        runs.setdefault(run.data.tags["cell_id"], []).append(run)
+        if "cell_id" in run.data.tags:  # not a sweep's parent run
+            runs.setdefault(run.data.tags["cell_id"], []).append(run)
     cells = sorted(p for p in (root / "cells").iterdir() if p.is_dir())
     results = {c.name: json.loads((c / "result.json").read_text())
                for c in cells if (c / "result.json").exists()}

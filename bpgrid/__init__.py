@@ -1,6 +1,9 @@
 """bpgrid: asymmetric-backpropagation experiments at scale."""
 
+from pathlib import Path
+
 __version__ = "0.1.0"
+CONF = Path(__file__).resolve().parent.parent / "conf"  # the Hydra configs
 
 
 def __getattr__(name: str):

@@ -39,6 +39,7 @@ from bpgrid.divergence import chance_loss, divergence, finite_weights
 from bpgrid.lease import Owned, acquire, describe
 from bpgrid.member import CellResult, Member, alone, as_stop, code_version, stopped
 from bpgrid.migrate import migrate
+from bpgrid.naming import run_name
 from bpgrid.parts import load_data, plain_model, resolve_device
 from bpgrid.tracking import Tracker
 from bpgrid.trainer import Trainer, finite
@@ -132,6 +133,7 @@ def _owned(cell: Member) -> None:
     cell.run_id = _start_run(cell, cell.checkpoint)
     journal(cell.files, "start", token=cell.token, sweep_id=cell.sweep, run_id=cell.run_id,
             resumed_from=cell.checkpoint["epoch"] if cell.checkpoint else None)
+    cell.say(f"resumed from epoch {cell.checkpoint['epoch']}" if cell.checkpoint else "started")
 
 
 def _start_run(cell: Member, checkpoint: dict | None) -> str:
@@ -142,7 +144,9 @@ def _start_run(cell: Member, checkpoint: dict | None) -> str:
             "dataset_root": str(c["dataset"].get("root")), "code_version": code_version(),
             "sweep_id": cell.sweep}
     return cell.tracker.start(cell.cid, flat_params(c), tags,
-                              checkpoint["run_id"] if checkpoint else None)
+                              checkpoint["run_id"] if checkpoint else None,
+                              name=c["tracking"].get("run_name") or run_name(c),
+                              parent=c["tracking"].get("parent_run_id"))
 
 
 def _best(history: list[dict[str, float]], chance: float | None
@@ -220,7 +224,7 @@ def _resume(cell: Member, trainer: Trainer, k: int) -> None:
     cell.history, cell.train_seconds = list(checkpoint["history"]), checkpoint["train_seconds"]
     for h in cell.history:
         if h["epoch"] not in cell.logged:
-            cell.tracker.log_metrics(cell.run_id, h, h["epoch"])
+            cell.tracker.log_epoch(cell.run_id, h)
     if cell.history:
         cell.diverged = divergence(cell.history[-1], cell.chance,
                                    finite_weights(checkpoint["state"]["model"].values()))
@@ -242,7 +246,7 @@ def _epoch_done(cell: Member, epoch: int, metrics: dict[str, float], state: dict
             "epoch": epoch, "state": state, "history": cell.history, "run_id": cell.run_id,
             "train_seconds": cell.train_seconds})
     if epoch not in cell.logged:  # an epoch trained again after its checkpoint was set aside
-        cell.tracker.log_metrics(cell.run_id, metrics, epoch)
+        cell.tracker.log_epoch(cell.run_id, metrics)
     if progress:
         epochs = cell.c["schedule"]["epochs"]
         print(f"[{cell.cid}] epoch {epoch}/{epochs} loss {metrics['train_loss']:.4f} "

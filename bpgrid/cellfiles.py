@@ -114,3 +114,20 @@ def journal(files: CellFiles, event: str, **fields: Any) -> None:
             os.close(fd)
     except OSError:
         pass
+
+
+def read_attempts(files: CellFiles) -> list[dict[str, Any]]:
+    """The cell's journal of starts and ends, oldest first; lines that cannot be read skipped."""
+    try:
+        text = files.attempts.read_text(errors="replace")
+    except OSError:
+        return []
+    lines = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:  # a line cut short by a crash
+            continue
+        if isinstance(record, dict):
+            lines.append(record)
+    return lines

@@ -9,6 +9,7 @@ rules, norms, optimizers, losses), never from a list kept here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -18,8 +19,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from bpgrid import CONF
 from bpgrid.checks import check_fraction
-from bpgrid.data import DATASETS, dataset_options
+from bpgrid.data import DATASETS, dataset_options, get_dataset
 from bpgrid.data.registry import COMMON as DATASET_COMMON
 from bpgrid.feedback import make_rule
 from bpgrid.losses import LOSSES
@@ -78,8 +80,25 @@ def legacy_cell_id(cfg: DictConfig | Mapping) -> str:
     return _hash(_legacy_factors(cfg))
 
 
+def value_text(value: Any) -> str:
+    """A value as a Hydra override writes it, in one canonical form: a number that is whole
+    without its decimal point (``100``, not ``100.0``), any other as Python writes it in the
+    fewest digits (``0.25``, ``0.001`` for ``1e-3``, ``1e-05``), ``true``/``false``, ``null``,
+    lists in brackets (``[1, 51, 61]``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(value_text(v) for v in value) + "]"
+    return str(value)
+
+
 def flat_params(cfg: DictConfig | Mapping) -> dict[str, str]:
-    """Every factor as a dotted key (``feedback.flip_prob``) and a string value, for MLflow."""
+    """Every factor as a dotted key (``feedback.flip_prob``) and its value as typed
+    (``value_text``: ``lr_scale=100`` is ``100``), for MLflow."""
     out: dict[str, str] = {}
 
     def walk(prefix: str, value: Any) -> None:
@@ -87,10 +106,18 @@ def flat_params(cfg: DictConfig | Mapping) -> dict[str, str]:
             for k, v in value.items():
                 walk(f"{prefix}.{k}" if prefix else str(k), v)
         else:
-            out[prefix] = json.dumps(value) if isinstance(value, list) else str(value)
+            out[prefix] = value_text(value)
 
     walk("", factors(cfg))
     return out
+
+
+@functools.cache
+def top_keys() -> frozenset[str]:
+    """The keys a cell's config may have: conf/config.yaml's own, its groups', and Hydra's."""
+    base = OmegaConf.load(CONF / "config.yaml")
+    groups = (next(iter(d)) if isinstance(d, Mapping) else d for d in base.defaults)
+    return frozenset({*base, *groups, "hydra"} - {"defaults", "_self_"})
 
 
 def model_keys(name: str) -> set[str]:
@@ -167,10 +194,15 @@ def validate(cfg: DictConfig | Mapping) -> None:
     c = to_dict(cfg)
     for key in FACTORS:
         _check(key, key in c, "missing")
+    unknown = sorted(set(c) - top_keys())
+    _check(unknown[0] if unknown else "", not unknown,
+           f"not a key of the config (its keys: {', '.join(sorted(top_keys()))})")
     ds, model, fb, opt, sched = c["dataset"], c["model"], c["feedback"], c["optimizer"], \
         c["schedule"]
     _choice("dataset", ds.get("name"), sorted(DATASETS))
     _keys("dataset", ds["name"], ds, {"name", *DATASET_COMMON, *dataset_options(ds["name"])})
+    _check("dataset.download", not ds.get("download") or get_dataset(ds["name"]).source != "manual",
+           f"{ds['name']} cannot be downloaded; get it by hand: {get_dataset(ds['name']).obtain}")
     _choice("model", model.get("name"), sorted(MODELS))
     _keys("model", model["name"], model, model_keys(model["name"]))
     _choice("model.freeze", model.get("freeze", "none"), FREEZE)
@@ -195,6 +227,9 @@ def validate(cfg: DictConfig | Mapping) -> None:
            and c["seed"] >= 0, f"must be a non-negative integer, got {c['seed']!r}")
     _name("grid.name", c.get("grid", {}).get("name", "adhoc"))
     _fusing(c.get("grid", {}))
+    every = c.get("grid", {}).get("progress_seconds", 10)
+    _check("grid.progress_seconds", isinstance(every, int | float) and not isinstance(every, bool)
+           and every > 0, f"must be a positive number of seconds, got {every!r}")
     _name("tracking.experiment", c.get("tracking", {}).get("experiment", "adhoc"))
     _check("schedule.epochs", isinstance(sched["epochs"], int) and sched["epochs"] >= 1,
            f"must be a positive int, got {sched['epochs']!r}")

@@ -26,9 +26,9 @@ from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from bpgrid import CONF
 from bpgrid.config import ConfigError, validate
-
-CONF = Path(__file__).resolve().parent.parent / "conf"
+from bpgrid.data.registry import EMBEDDED
 
 
 @dataclass
@@ -41,7 +41,8 @@ class Grid:
     folder: Path  # hydra.sweep.dir: the jobs' logs, multirun.yaml, summary.json
     dry_run: bool
     config: DictConfig  # the sweep's config, Hydra's node included (saved as multirun.yaml)
-    sweep_id: str = ""  # this run of the sweep: tags its MLflow runs, marks its cells' failures
+    sweep_id: str = ""  # this run of the sweep (``<date>_<time>_<grid>_<4 hex>``): tags its
+    # MLflow runs, marks its cells' failures
 
     def shown(self, job: list[str]) -> str:
         """A cell's overrides as a user reads them, Hydra's own settings left out."""
@@ -77,9 +78,34 @@ def load_grid(argv: list[str]) -> Grid:
         jobs = expand([f"{k}={v}" for k, v in params.items()] + argv, parser)
         launcher = OmegaConf.to_container(sweep.hydra.launcher, resolve=True)
         folder = Path(str(sweep.hydra.sweep.dir))  # ${now:...} resolves once, here
-    sweep_id = f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(2)}"
-    return Grid(str(sweep.grid.name), jobs, launcher, folder, bool(sweep.grid.get("dry_run")),
-                sweep, sweep_id)
+    name = str(sweep.grid.name)
+    sweep_id = f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{name}_{secrets.token_hex(2)}"
+    return Grid(name, jobs, launcher, folder, bool(sweep.grid.get("dry_run")), sweep, sweep_id)
+
+
+def datasets(grid: Grid) -> list[dict[str, Any]]:
+    """The resolved ``dataset`` config of every kind of cell in the grid, composing once per
+    distinct set of dataset overrides (``dataset=``, ``dataset.root=``, ...), not once per cell:
+    what the missing-data check reads before the cells are composed. An embedded dataset named
+    by an override needs no composing (it has no files)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        parse = functools.cache(OverridesParser.create().parse_override)
+        found: dict[tuple[str, ...], dict[str, Any]] = {}
+        for job in grid.jobs:
+            overrides = [parse(line) for line in job]
+            own = tuple(o.input_line for o in overrides if _about_dataset(o))
+            names = [o.value() for o in overrides if o.key_or_group == "dataset"]
+            if own in found or (names and names[-1] in EMBEDDED):
+                continue
+            rest = [o.input_line for o in overrides if not _about_dataset(o)]
+            cfg = compose("sweep", rest + list(own))
+            found[own] = OmegaConf.to_container(cfg.dataset, resolve=True)
+    return list(found.values())
+
+
+def _about_dataset(override: Override) -> bool:
+    key = override.key_or_group
+    return key == "dataset" or key.startswith("dataset.")
 
 
 def compose_cells(grid: Grid) -> list[dict[str, Any]]:

@@ -96,10 +96,30 @@ class Member:
         return self.lease is not None and not self.lease.lost and self.outcome is None
 
     def end(self, result: CellResult) -> None:
-        """The cell has ended with this result: its lease goes back now."""
+        """The cell has ended with this result: its lease goes back now, and its end is told in
+        the log unless it was only looked up."""
         self.outcome = result
         if self.lease is not None:
             self.lease.release()
+        if result.cached:
+            return
+        seconds = f"{time.perf_counter() - self.start:.1f} s"
+        if result.status in ("done", "diverged"):
+            best = ("no finite val error" if result.best_val_error is None else
+                    f"best val error {result.best_val_error:.2f}% (epoch {result.best_epoch})")
+            why = f" ({result.diverged_because})" if result.diverged_because else ""
+            self.say(f"{result.status}{why}, {best}, {result.epochs_run} epochs, {seconds}")
+        else:
+            error = (result.error or "").strip().splitlines()
+            self.say(f"{result.status} after {seconds}: {error[0] if error else '?'}")
+
+    def say(self, what: str) -> None:
+        """A line in the log of the process that runs the cell (a worker's, a SLURM task's): the
+        cell by its method, dataset, LR scale and seed, and what became of it."""
+        c = self.c
+        print(f"cell {self.cid} (method={(c.get('method') or {}).get('name', '-')} "
+              f"dataset={c['dataset']['name']} lr_scale={c['lr_scale']:g} seed={c['seed']}): "
+              f"{what}", file=sys.stderr, flush=True)
 
     @property
     def tracker(self) -> Tracker:
@@ -178,5 +198,6 @@ def stopped(cell: Member, keep: bool) -> None:
         except Exception:
             pass  # a RUNNING run is resumed all the same
     journal(cell.files, "end", token=cell.token, status="stopped")
+    cell.say("stopped; it resumes from its checkpoint")
     if keep:
         cell.lease.keep_for_job()

@@ -1,76 +1,107 @@
 """Run a grid: ``python -m bpgrid.sweep +grid=NAME [overrides] [hydra/launcher=local|slurm|debug]``.
 
 The grid's axes (``hydra.sweeper.params`` in the grid file, any of them overridable:
-``dataset=digits,mnist1d seed=0,1,2``) expand into cells, and every cell is validated before
+``dataset=digits,mnist1d seed=0,1,2``) expand into cells. Before any cell is composed, every
+dataset of the grid is checked for its files; then every cell is composed and validated before
 anything starts. The launcher's backend then skips finished cells and cells live jobs own, and
 runs the rest. Ends with a summary line and ``summary.json`` in the sweep's folder; exits 1 if
-any cell failed, 2 on a bad command line or config, 128 + the signal's number when SIGINT,
-SIGTERM or SIGHUP stopped it (local workers are stopped with it, every cell resumes on a rerun;
-a SLURM sweep detaches, its array goes on).
+any cell failed, 2 on a bad command line, config or missing dataset (a dry run too, after showing
+the grid), 128 + the signal's number when SIGINT, SIGTERM or SIGHUP stopped it (local workers are
+stopped with it, every cell resumes on a rerun; a SLURM sweep detaches, its array goes on).
+In MLflow, the sweep is a run whose children are the runs of the cells it starts
+(bpgrid/sweep_run.py), each named for people (bpgrid/naming.py).
 """
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from hydra.errors import HydraException
-from omegaconf import OmegaConf
+from bpgrid.cli import BAD_INPUT, Command, run
 
-from bpgrid.backends import Summary, make_backend
-from bpgrid.backends.survey import survey
-from bpgrid.config import ConfigError
-from bpgrid.grid import CONF, Grid, compose_cells, load_grid
-from bpgrid.shutdown import Interrupted, signals_raise
+if TYPE_CHECKING:
+    from bpgrid.backends import Summary
+    from bpgrid.grid import Grid
 
 SHOWN = 5  # cells a dry run prints
-
-
-def usage() -> str:
-    grids = ", ".join(sorted(p.stem for p in (CONF / "grid").glob("*.yaml")))
-    return f"usage: python -m bpgrid.sweep +grid=NAME [overrides]; grids: {grids}"
+COMMAND = Command("bpgrid.sweep", "+grid=NAME [overrides]", """\
+Runs every cell of the grid conf/grid/NAME.yaml that is not finished, on hydra/launcher=local
+(the default), slurm or debug, and ends with a summary line. Any axis can be overridden:
+dataset=digits,mnist1d seed=0,1,2 lr_scale=100,10. grid.dry_run=true shows the grid's size and
+first cells and what is already finished, and launches nothing. Exit status: 0 when every cell
+ended, 1 when a cell failed, 2 on a bad command line, override or missing dataset (nothing
+started), 128 + the signal's number when stopped.""")
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if (not any(arg.startswith(("+grid=", "grid=")) for arg in argv)
-            or any(arg.startswith("-") for arg in argv)):
-        print(usage(), file=sys.stderr)
-        return 2
+    return run(COMMAND, _sweep, argv)
+
+
+def _sweep(argv: list[str]) -> int:
+    from bpgrid.shutdown import Interrupted, signals_raise
+
     with signals_raise():
         try:
-            return _sweep(argv)
+            return _run(argv)
         except Interrupted as stop:
             print(f"sweep: {stop} before any cell started", file=sys.stderr)
             return stop.exit_code
 
 
-def _sweep(argv: list[str]) -> int:
+def _run(argv: list[str]) -> int:
+    from omegaconf import OmegaConf
+
+    from bpgrid.backends import make_backend
+    from bpgrid.data.missing import check_data
+    from bpgrid.grid import compose_cells, datasets, load_grid
+    from bpgrid.naming import name_runs
+    from bpgrid.sweep_run import SweepRun
+
+    grid = load_grid(argv)
+    backend = make_backend(grid.launcher, grid.folder / "jobs")
+    if grid.dry_run:
+        return _dry_run(grid)
+    check_data(datasets(grid))
+    cells = compose_cells(grid)
+    grid.folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(grid.config, grid.folder / "multirun.yaml")
+    name_runs(cells, grid.jobs)
+    parent = SweepRun(grid, argv)
     try:
-        grid = load_grid(argv)
-        backend = make_backend(grid.launcher, grid.folder / "jobs")
-        cells = compose_cells(grid)
-        if grid.dry_run:
-            _show_dry_run(grid, cells)
-            return 0
-        grid.folder.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(grid.config, grid.folder / "multirun.yaml")
-        summary = backend.run(cells)
-    except (ConfigError, HydraException, FileNotFoundError) as err:
-        cause = f"\n{err.__cause__}" if err.__cause__ else ""  # Hydra's says which key
-        print(f"bpgrid: {err}{cause}", file=sys.stderr)
-        return 2
+        summary = backend.run(cells, on_launch=parent.open)
+    except BaseException as err:
+        parent.abort(err)
+        raise
     _report(summary, grid)
+    parent.close(summary)
     if summary.stopped_by:
         return 128 + summary.stopped_by
     return 1 if summary.counts.get("failed") else 0
 
 
-def _show_dry_run(grid: Grid, cells: list[dict]) -> None:
-    """The grid's size and first cells, and what their files say (cells made under their legacy
-    ids are moved to their new ids here, which trains nothing)."""
+def _dry_run(grid: Grid) -> int:
+    """The grid's size and first cells, its missing datasets, and what its cells' files say
+    (cells made under their legacy ids are moved to their new ids here, which trains nothing);
+    exit status 2 when a dataset is missing, as the sweep itself would stop."""
+    from bpgrid.data.missing import MissingData, check_data
+    from bpgrid.grid import compose_cells, datasets
+
     print(f"grid {grid.name}: {len(grid.jobs)} cells (dry run, nothing launched)")
     for job in grid.jobs[:SHOWN]:
         print(f"  {grid.shown(job)}")
+    try:
+        check_data(datasets(grid))
+        lost = None
+    except MissingData as err:
+        lost = err
+        print(f"{COMMAND.name}: {err}", file=sys.stderr, flush=True)
+    _show_survey(compose_cells(grid))
+    return BAD_INPUT if lost else 0
+
+
+def _show_survey(cells: list[dict]) -> None:
+    from bpgrid.backends.survey import survey
+
     found = survey(cells)
     print(f"  {len(found.finished)} finished, {len(found.running)} owned by live jobs, "
           f"{len(found.todo)} to run; {len(found.migrated)} found under their legacy ids")

@@ -1,8 +1,11 @@
 """MLflow records of cells, through an explicit client (no global active run).
 
-One MLflow run per cell, named by the cell id and tagged with it, in the grid's experiment. A
-resumed cell logs into its existing run. A run ends FINISHED (the cell has a result), FAILED
-(with the error as a tag) or KILLED (its owner was stopped; a rerun resumes into it).
+One MLflow run per cell, tagged with its cell id (by which it is found) and named for people
+(bpgrid/naming.py), in the grid's experiment; a sweep's cells are child runs of the sweep's run
+(bpgrid/sweep_run.py). Per-epoch metrics have the epoch as their step. A resumed cell logs into
+its existing run, which keeps its parent and takes the resuming sweep's tags. A run ends FINISHED
+(the cell has a result), FAILED (with the error as a tag) or KILLED (its owner was stopped; a
+rerun resumes into it).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 MAX_ERROR_TEXT = 5000
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's link from a child run to its parent
 LOCK_RETRIES = 12
 
 
@@ -102,16 +106,21 @@ class Tracker:
         return unfinished[0].info.run_id if unfinished else None
 
     def start(self, cell_id: str, params: Mapping[str, str], tags: Mapping[str, str],
-              run_id: str | None = None) -> str:
-        """The run to log into: ``run_id``, an unfinished run of the cell, or a new one."""
+              run_id: str | None = None, *, name: str | None = None,
+              parent: str | None = None) -> str:
+        """The run to log into: ``run_id``, an unfinished run of the cell (given ``tags``, the
+        latest sweep's), or a new one named ``name`` (the cell id by default), a child of the
+        run ``parent`` when given."""
         run_id = run_id or self.find_run(cell_id)
         if run_id is None:
-            run = self.client.create_run(self.experiment_id, run_name=cell_id,
-                                         tags={"cell_id": cell_id, **tags})
+            family = {PARENT_TAG: parent} if parent else {}
+            run = self.client.create_run(self.experiment_id, run_name=name or cell_id,
+                                         tags={"cell_id": cell_id, **tags, **family})
             run_id = run.info.run_id
             self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
         else:
             self.client.update_run(run_id, status="RUNNING")
+            self.set_tags(run_id, {k: v for k, v in tags.items() if v})
         return run_id
 
     def logged_epochs(self, run_id: str, key: str = "val_error") -> set[int]:
@@ -124,6 +133,11 @@ class Tracker:
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step)
                                                for k, v in metrics.items()],
                               tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
+
+    def log_epoch(self, run_id: str, metrics: Mapping[str, float]) -> None:
+        """One epoch's metrics (``metrics["epoch"]`` is their step, not a metric)."""
+        self.log_metrics(run_id, {k: v for k, v in metrics.items() if k != "epoch"},
+                         int(metrics["epoch"]))
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
@@ -154,6 +168,7 @@ class Tracker:
                                        max_results=1000)
         for run in runs:
             self.set_tags(run.info.run_id, {"cell_id": new, "legacy_cell_id": old})
-            self.client.update_run(run.info.run_id, name=new)
+            if run.info.run_name == old:  # named by its id, as runs were then
+                self.client.update_run(run.info.run_id, name=new)
         return [run.info.run_id for run in runs]
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from bpgrid.cell import code_version
 from bpgrid.config import cell_id, flat_params
+from bpgrid.naming import run_name
 from bpgrid.report.records import fetch_runs, to_records, with_runs
 from bpgrid.tracking import Tracker
 
@@ -63,6 +64,8 @@ GRID = grid_cells([*((d, m, 0, s) for d in ("mnist", "cifar10") for m in COLUMNS
 
 
 def write_store(uri: str, grid: str = "synthetic", runs=RUNS) -> None:
+    """Runs as bpgrid wrote them before readable names: named by their cell id, lr_scale as
+    ``10.0``."""
     tracker = Tracker(uri, grid)
     for dataset, method, seed, scale, mlflow_status, status, best in runs:
         tags = {"grid": grid, "method": method, "method_label": LABELS[method],
@@ -99,6 +102,6 @@ def write_cell_run(uri: str, config: Mapping[str, Any], mlflow_status: str = "FI
             "method_label": method.get("label", ""), "dataset": config["dataset"]["name"],
             "code_version": code_version()}
     tracker = Tracker(uri, config["tracking"]["experiment"])
-    run = tracker.start(cell_id(config), flat_params(config), tags)
+    run = tracker.start(cell_id(config), flat_params(config), tags, name=run_name(config))
     _finish(tracker, run, mlflow_status, status, best)
     return run

@@ -43,11 +43,13 @@ def test_digits_cell_records_params_metrics_tags_and_artifacts(workdir):
         mlflow.set_tracking_uri(None)
     assert len(runs) == 1
     run = runs[0]
-    assert run.info.run_name == result.cell_id and run.info.status == "FINISHED"
+    assert run.info.run_name == "usf_bn_bm/digits/lr100/s0" and run.info.status == "FINISHED"
+    assert "mlflow.parentRunId" not in run.data.tags  # a cell run alone has no sweep
     p, t, m = run.data.params, run.data.tags, run.data.metrics
     assert (p["feedback.name"], p["norm.name"], p["optimizer.name"], p["optimizer.setting"]) \
         == ("usf", "bn", "bm", "1")
-    assert p["lr_scale"] == "100.0" and p["dataset.name"] == "digits" and p["seed"] == "0"
+    assert p["lr_scale"] == "100" and p["dataset.name"] == "digits" and p["seed"] == "0"
+    assert p["alignment"] == "true" and "epoch" not in m  # the epoch is the metrics' step
     assert (t["grid"], t["method"], t["method_label"], t["dataset"], t["status"]) == \
         ("unit", "usf_bn_bm", "uSF+BN+BM", "digits", "done")
     assert t["code_version"] and t["cell_id"] == result.cell_id
@@ -303,4 +305,4 @@ def test_a_cell_made_under_its_legacy_id_is_found_under_its_new_one(workdir):
     assert not (workdir / "cells" / old).exists()
     run = client(workdir).get_run(first.run_id)
     assert (run.data.tags["cell_id"], run.data.tags["legacy_cell_id"]) == (new, old)
-    assert run.info.run_name == new
+    assert run.info.run_name == "sgd/digits/lr1/s0"  # its name never was its id

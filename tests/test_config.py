@@ -126,6 +126,7 @@ def test_params_are_flat_dotted_factors():
     (["grid.name=../../x"], "grid.name: must be a plain name"),
     (["grid.name=a/b"], "grid.name: must be a plain name"),
     (["tracking.experiment=.."], "tracking.experiment: must be a plain name"),
+    (["grid.progress_seconds=0"], "grid.progress_seconds: must be a positive number of seconds"),
 ])
 def test_bad_values_name_the_key_and_the_choices(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -53,7 +53,7 @@ def test_cells_sharing_a_composition_equal_cells_composed_alone(tmp_path, monkey
     assert len(cells) == 8 and len(composed) == 2  # one per method
     for cell, job in zip(cells, grid.jobs, strict=True):
         alone = to_dict(compose_config(job, config_name="sweep"))
-        assert cell == {**alone, "grid": {**alone["grid"], "sweep_id": "s1"}}
+        assert cell == {**alone, "grid": {**alone["grid"], "sweep_id": grid.sweep_id}}
     assert {(c["grid"]["name"], c["tracking"]["experiment"]) for c in cells} == {
         ("a", "a"), ("b", "b")}  # an interpolation follows the value set
 

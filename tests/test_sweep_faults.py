@@ -305,7 +305,9 @@ def test_moved_data_and_cells_made_under_legacy_ids_rerun_nothing(tmp_path):
     shutil.move(old_root, new_root)  # the data moved meanwhile
 
     found = sweep(tmp_path, *axes, f"dataset.root={old_root}", "grid.dry_run=true")
-    assert found.returncode == 0 and "2 found under their legacy ids" in found.stdout
+    assert "2 found under their legacy ids" in found.stdout
+    # the dry run moves them, and says that a run with that root would find no data
+    assert found.returncode == 2 and f"mnist: no files at {old_root}" in found.stderr
     again = sweep(tmp_path, *axes, f"dataset.root={new_root}/")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "2 cells: 0 done, 2 skipped" in again.stdout

@@ -108,3 +108,33 @@ def test_an_experiment_name_cannot_put_artifacts_outside_the_artifact_folder(tmp
     with pytest.raises(ValueError, match="outside tracking.artifacts"):
         tracking.Tracker(uri, "../../x", str(tmp_path / "art"))
     assert not (tmp_path.parent / "x").exists()
+
+
+def test_a_child_run_is_named_for_people_and_keeps_its_parent_when_resumed(tmp_path):
+    uri = f"sqlite:///{tmp_path}/m.db"
+    t = tracking.Tracker(uri, "grid")
+    parent = t.client.create_run(t.experiment_id, run_name="grid 2026-01-01 00:00:00").info
+    run = t.start("abc", {"lr_scale": "100"}, {"sweep_id": "s1"}, name="sgd/digits/lr100/s0",
+                  parent=parent.run_id)
+    t.log_epoch(run, {"epoch": 3, "val_error": 9.5})
+    t.stop(run)
+    again = t.start("abc", {}, {"sweep_id": "s2", "dataset_root": ""})  # a rerun resumes it
+    got = t.client.get_run(run)
+    assert again == run and got.info.run_name == "sgd/digits/lr100/s0"
+    assert got.data.tags[tracking.PARENT_TAG] == parent.run_id  # the sweep that started it
+    assert got.data.tags["sweep_id"] == "s2" and "dataset_root" not in got.data.tags
+    assert "epoch" not in got.data.metrics
+    assert [(m.step, m.value) for m in t.client.get_metric_history(run, "val_error")] == [(3, 9.5)]
+    alone = t.start("def", {}, {})
+    assert tracking.PARENT_TAG not in t.client.get_run(alone).data.tags
+    assert t.client.get_run(alone).info.run_name == "def"
+
+
+def test_retagging_renames_only_runs_named_by_their_old_id(tmp_path):
+    t = tracking.Tracker(f"sqlite:///{tmp_path}/m.db", "grid")
+    old_style = t.start("old1", {}, {})
+    t.finish(old_style)
+    readable = t.start("old1", {}, {}, name="sgd/digits/lr1/s0")
+    assert sorted(t.retag("old1", "new1")) == sorted([old_style, readable])
+    names = {t.client.get_run(r).info.run_name for r in (old_style, readable)}
+    assert names == {"new1", "sgd/digits/lr1/s0"}

@@ -2,10 +2,11 @@
 
 Cells share a *structure* when they differ only in numbers the array holds per member: the LR
 scale and the LR values, the seed, the feedback rule with its options and layers, the optimizer's
-numbers (momentum, weight decay, betas), the method preset that named them, and where the
-dataset's files live. Everything else (dataset, model, norm, optimizer kind and Batch Manhattan
-setting, loss and the schedule's shape, alignment, device, and the epoch the members start at) must
-be equal. Unknown config entries count as structure, so a new factor can never mix silently.
+numbers (momentum, weight decay, betas), the method preset that named them, where the dataset's
+files live, and its MLflow run's name and parent (bpgrid/naming.py, bpgrid/sweep_run.py).
+Everything else (dataset, model, norm, optimizer kind and Batch Manhattan setting, loss and the
+schedule's shape, alignment, device, and the epoch the members start at) must be equal. Unknown
+config entries count as structure, so a new factor can never mix silently.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from bpgrid.config import to_dict
 
 #: (group, key) entries in which the members of one array may differ; None: the whole entry
 MEMBER_ENTRIES = (("lr_scale", None), ("seed", None), ("feedback", None), ("method", None),
-                  ("schedule", "lr_values"), ("dataset", "root"), ("dataset", "download"))
+                  ("schedule", "lr_values"), ("dataset", "root"), ("dataset", "download"),
+                  ("tracking", "run_name"), ("tracking", "parent_run_id"))
 #: optimizer entries that are structure; its other entries are per-member numbers
 OPTIMIZER_STRUCTURE = ("name", "setting")
 

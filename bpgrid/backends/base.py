@@ -2,7 +2,8 @@
 
 ``Backend.run`` is the sweep, the same on every backend: survey the cells (finished ones are
 skipped, ones a live job owns are left to it), check the data, ``plan`` the rest into jobs,
-``submit`` them, ``wait`` for them, and summarise how every cell ended. A backend (debug, local,
+``submit`` them, ``wait`` for them while showing the cells' progress
+(bpgrid/backends/progress.py), and summarise how every cell ended. A backend (debug, local,
 slurm) supplies plan and submit, and where it needs them, a ``session`` held while its jobs run,
 what ``stop`` does when the sweep is stopped by a signal, and how it ``follow``s cells that jobs
 of an earlier sweep still run. Backends are registered by name as feedback rules and models are:
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import itertools
 import json
 import sys
 import time
@@ -34,10 +34,11 @@ import submitit
 import torch
 
 from bpgrid.backends import packing
+from bpgrid.backends.progress import SweepProgress
 from bpgrid.backends.summary import Summary, summarise
 from bpgrid.backends.survey import survey
 from bpgrid.config import ConfigError, cell_id
-from bpgrid.data.registry import EMBEDDED
+from bpgrid.data.missing import check_data
 from bpgrid.shutdown import Interrupted
 from bpgrid.tracking import prepare_store
 
@@ -139,8 +140,10 @@ class Backend(ABC):
         """Wait for cells that live jobs of an earlier sweep own, where this backend can
         (SLURM's jobs); by default they are reported as running and not waited for."""
 
-    def run(self, configs: list[dict[str, Any]]) -> Summary:
-        """Run every cell not yet finished nor owned by a live job; how each of them ended."""
+    def run(self, configs: list[dict[str, Any]],
+            on_launch: Callable[[list[dict[str, Any]]], None] | None = None) -> Summary:
+        """Run every cell not yet finished nor owned by a live job; how each of them ended.
+        ``on_launch(cells)`` is called before the cells to run are launched, if any are."""
         start = time.perf_counter()
         found = survey(configs)
         print(f"sweep: {len(configs)} cells, {len(found.finished)} already finished, "
@@ -148,15 +151,23 @@ class Backend(ABC):
               f"({self.name})", file=sys.stderr, flush=True)
         jobs: list[Job] = []
         stopped, signum = None, None
+        sweep_id = str(configs[0]["grid"].get("sweep_id", "")) if configs else ""
         try:
             if found.todo:
-                self._launch(found.todo, jobs)
-            if found.running:
-                self.follow(found.running)
+                preflight(found.todo)
+                prepare_store(found.todo[0]["tracking"]["uri"])
+                if on_launch is not None:
+                    on_launch(found.todo)
+            if found.todo or found.running:
+                every = float(configs[0]["grid"].get("progress_seconds", 10))
+                with SweepProgress(configs, sweep_id, every) as progress:
+                    if found.todo:
+                        self._launch(found.todo, jobs, progress.poke)
+                    if found.running:
+                        self.follow(found.running)
         except Interrupted as stop:
             signum = stop.signum
             stopped = getattr(stop, "status", None) or self.stop(jobs, signum)
-        sweep_id = str(configs[0]["grid"].get("sweep_id", "")) if configs else ""
         summary = summarise(configs, found, _given(jobs), sweep_id, stopped)
         summary.wall_seconds, summary.stopped_by = time.perf_counter() - start, signum
         if stopped == "running":
@@ -167,9 +178,8 @@ class Backend(ABC):
         """What a sweep stopped while its jobs go on says about them (SLURM)."""
         return ""
 
-    def _launch(self, todo: list[dict[str, Any]], jobs: list[Job]) -> None:
-        preflight(todo)
-        prepare_store(todo[0]["tracking"]["uri"])
+    def _launch(self, todo: list[dict[str, Any]], jobs: list[Job],
+                on_end: Callable[[Job], None]) -> None:
         # cells of one dataset run back to back, so a worker loads each dataset once
         todo.sort(key=lambda c: json.dumps(c["dataset"], sort_keys=True))
         arrays = packing.arrays(todo, self.gpus())
@@ -177,11 +187,6 @@ class Backend(ABC):
             print(f"sweep: {len(todo)} cells to run as {len(arrays)} fused arrays of up to "
                   f"{max(map(len, arrays))} cells", file=sys.stderr, flush=True)
         jobs += self.plan(arrays)
-        ended = itertools.count(1)
-
-        def on_end(job: Job) -> None:
-            print(f"sweep: {next(ended)}/{len(jobs)} jobs finished", file=sys.stderr, flush=True)
-
         with self.session(jobs):  # jobs are stopped while their session still holds
             try:
                 self.submit(jobs)
@@ -208,12 +213,6 @@ def _given(jobs: list[Job]) -> dict[str, tuple[str, str | None]]:
 
 
 def preflight(configs: list[dict[str, Any]]) -> None:
-    """Fail before launching when a dataset's files are missing and may not be downloaded."""
-    for ds in {json.dumps(c["dataset"], sort_keys=True) for c in configs}:
-        ds = json.loads(ds)
-        if ds["name"] in EMBEDDED or ds.get("download"):
-            continue
-        if not Path(ds["root"]).exists():
-            raise FileNotFoundError(
-                f"dataset {ds['name']}: no directory {ds['root']}. Put the files there, set "
-                f"dataset.root=PATH, or pass dataset.download=true where torchvision can fetch it")
+    """Fail before launching when a dataset's files are missing and will not be downloaded
+    (MissingData listing each; the sweep's command line checks its whole grid earlier)."""
+    check_data(c["dataset"] for c in configs)

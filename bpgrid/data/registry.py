@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ PREPARATION = ("image_size", "channels", "device", "max_memory_mb")
 class DatasetDef:
     """A dataset: its loader, its row label in the tables, and where its files come from.
 
-    ``layout`` is the files the loader reads under ``dataset.root`` (empty for embedded data).
+    ``layout`` is the files the loader reads under ``dataset.root`` (empty for embedded data);
+    ``obtain`` says where a dataset that cannot be downloaded comes from.
     """
 
     name: str
@@ -37,6 +39,7 @@ class DatasetDef:
     label: str
     source: str  # a key of SOURCES
     layout: str = ""
+    obtain: str = ""
 
     def __post_init__(self):
         if self.source not in SOURCES:
@@ -52,6 +55,16 @@ class DatasetDef:
     def downloadable(self) -> bool:
         """True when ``download=True`` fetches the files with torchvision."""
         return self.source == "torchvision"
+
+    def has_files(self, root: Path) -> bool:
+        """Whether ``root`` holds the top folder of the layout, not empty (the layout's fixed
+        leading folders, or ``root`` itself); the loader checks each file when it reads them."""
+        if self.embedded:
+            return True
+        head = itertools.takewhile(lambda part: not set(part) & set("{<[*"),
+                                   Path(self.layout).parent.parts)
+        top = Path(root).joinpath(*head)
+        return top.is_dir() and any(top.iterdir())
 
     def options(self) -> dict[str, Any]:
         """The dataset's own options and their defaults (beyond root, download and seed)."""
@@ -78,15 +91,22 @@ DATASETS: dict[str, DatasetDef] = _by_name(
                "caltech101/101_ObjectCategories/<class>/<image>"),
     DatasetDef("caltech256_101", folders.caltech256_101, "Cal256-101", "torchvision",
                "caltech256/256_ObjectCategories/<class>/<image>"),
-    DatasetDef("icub", folders.icub, "iCub", "manual", "{train,test}/<class>/<image>"),
-    DatasetDef("flowers17", folders.flowers17, "Flowers17", "manual", "<class>/<image>"),
+    DatasetDef("icub", folders.icub, "iCub", "manual", "{train,test}/<class>/<image>",
+               folders.SOURCES["icub"]),
+    DatasetDef("flowers17", folders.flowers17, "Flowers17", "manual", "<class>/<image>",
+               folders.SOURCES["flowers17"]),
     DatasetDef("flowers102", vision.flowers102, "Flowers102", "torchvision",
                "flowers-102/{jpg/,imagelabels.mat,setid.mat}"),
-    DatasetDef("pubfig83_id", folders.pubfig83_id, "PubFig83-ID", "manual", "<identity>/<image>"),
-    DatasetDef("sufr_w_id", folders.sufr_w_id, "SUFR-W-ID", "manual", "<identity>/<image>"),
-    DatasetDef("lfw_id", folders.lfw_id, "LFW-ID", "manual", "<identity>/<image>"),
-    DatasetDef("mit_indoor67", folders.mit_indoor67, "MIT-indoor67", "manual", "<class>/<image>"),
-    DatasetDef("timit80", timit.timit80, "TIMIT80", "manual", "{features,labels}.npy"),
+    DatasetDef("pubfig83_id", folders.pubfig83_id, "PubFig83-ID", "manual", "<identity>/<image>",
+               folders.SOURCES["pubfig83_id"]),
+    DatasetDef("sufr_w_id", folders.sufr_w_id, "SUFR-W-ID", "manual", "<identity>/<image>",
+               folders.SOURCES["sufr_w_id"]),
+    DatasetDef("lfw_id", folders.lfw_id, "LFW-ID", "manual", "<identity>/<image>",
+               folders.SOURCES["lfw_id"]),
+    DatasetDef("mit_indoor67", folders.mit_indoor67, "MIT-indoor67", "manual", "<class>/<image>",
+               folders.SOURCES["mit_indoor67"]),
+    DatasetDef("timit80", timit.timit80, "TIMIT80", "manual", "{features,labels}.npy",
+               timit.HOW),
     DatasetDef("digits", embedded.digits, "digits", "embedded"),
     DatasetDef("mnist1d", embedded.mnist1d, "MNIST-1D", "embedded"),
     DatasetDef("teacher_linear", embedded.teacher_linear, "teacher (linear)", "embedded"),

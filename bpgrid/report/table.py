@@ -67,10 +67,11 @@ class Table:
 
 def row_labels(datasets) -> dict[str, str]:
     """Datasets in Liao et al.'s table order (others after, by name), each with its row label."""
-    return {d: dataset_label(d) for d in _ordered(set(datasets), list(DATASETS))}
+    return {d: dataset_label(d) for d in ordered(set(datasets), list(DATASETS))}
 
 
-def _ordered(present: set[str], preferred: list[str]) -> list[str]:
+def ordered(present: set[str], preferred: list[str]) -> list[str]:
+    """The present names in the preferred order, then the others by name."""
     return [c for c in preferred if c in present] + sorted(present - set(preferred))
 
 
@@ -105,7 +106,7 @@ def build_table(records: pd.DataFrame, grid: str, columns: list[str], baseline: 
     comes from ``baseline_records`` (another grid's cells) when they hold it."""
     cells = select(records)
     column_labels = dict(zip(records.column, records.label, strict=True))
-    order = _ordered(set(column_labels), columns)
+    order = ordered(set(column_labels), columns)
     base = None if baseline_records is None else \
         baseline_records[baseline_records.column == baseline]
     if base is not None and not base.empty:

@@ -21,6 +21,7 @@ BASE = ["method=usf_bn_bm"]
     ["feedback=kp", "feedback.decay=0.1"], ["feedback.layers=1"], ["method=frsf_bn_bm"],
     ["optimizer.momentum=0.5"], ["optimizer.weight_decay=0.0"],
     ["schedule.lr_values=[1e-3]"], ["dataset.root=/elsewhere"],
+    ["+tracking.run_name=usf_bn_bm/digits/lr1/s0"], ["+tracking.parent_run_id=0123abcd"],
 ])
 def test_cells_that_differ_in_numbers_share_a_structure(member):
     assert structure_key(cell(*BASE)) == structure_key(cell(*BASE, *member))

@@ -113,7 +113,8 @@ def test_run_returns_each_cells_status_and_a_failed_cells_job_log(tmp_path, cell
     logs = {f.cell_id: f.log for f in summary.failed}
     assert logs[ids[2]] == str(tmp_path / "jobs" / "2.err")
     assert logs[ids[3]] == f"{tmp_path / 'jobs' / '3.err'} (UncompletedJobError)"
-    assert "sweep: 4/4 jobs finished" in capsys.readouterr().err
+    progress = capsys.readouterr().err  # in cells, as their files tell it (no failure markers)
+    assert "sweep: 3/5 cells: 2 done, 1 diverged, 0 failed, 0 running, 2 left" in progress
     saved = json.loads(summary.save(tmp_path).read_text())
     assert saved["counts"] == summary.counts and saved["statuses"] == summary.statuses
 

@@ -30,10 +30,19 @@ def test_command_line_writes_the_report_of_a_grid(tmp_path):
     assert "| MNIST-1D | *missing* | *missing* |" in text
 
 
+def test_help_prints_the_usage_on_stdout_and_exits_0(tmp_path):
+    out = run_report("--help", cwd=tmp_path)
+    assert out.returncode == 0 and out.stderr == ""
+    assert out.stdout.startswith("usage: python -m bpgrid.report +grid=NAME [overrides]; grids: "
+                                 "beyond, ")
+    assert "report.threshold=5" in out.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--help"], "usage: python -m bpgrid.report +grid=NAME [overrides]; grids: beyond, "),
     (["+grid=experimnt_a"], "bpgrid.report: no grid 'experimnt_a' in "),
-    (["+grid=quick", "report.treshold=5"], "Could not override 'report.treshold'"),
+    (["+grid=quick", "report.treshold=5"],
+     "report.treshold is not a key of report (did you mean threshold?); its keys: baseline, "),
 ])
 def test_help_a_typo_in_the_grid_name_or_a_bad_override_is_one_message(tmp_path, argv, message):
     out = run_report(*argv, cwd=tmp_path)
@@ -47,7 +56,8 @@ def test_help_a_typo_in_the_grid_name_or_a_bad_override_is_one_message(tmp_path,
     (["+grid=quick", "-x"], "unknown option -x"),
     (["+grid=experimnt_a"], "(did you mean experiment_a or "),
     (["+grid=quick", "lr_scal=1,10"], "bpgrid.report: could not override 'lr_scal=1'"),
-    (["+grid=quick", "method=sgdd"], "bpgrid.report: In 'config': Could not find 'method/sgdd'"),
+    (["+grid=quick", "method=sgdd"], "bpgrid.report: method=sgdd names no option of method (did "
+                                     "you mean sgd?); choose one of: bm, bm2,"),
     (["+grid=quick", "method=sgd", "tracking.uri=sqlite:///none.db"],
      "bpgrid.report: no MLflow store at sqlite:///none.db"),
     (["+grid=quick", "method=sgd", "report.baseline=bm"],

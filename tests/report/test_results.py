@@ -76,3 +76,32 @@ def test_import_bpgrid_stays_light_and_results_comes_on_use():
     assert out.stdout.split() == ["[]", "bpgrid.report.results"]
     with pytest.raises(AttributeError, match="no attribute 'resluts'"):
         bpgrid.resluts  # noqa: B018
+
+
+def test_runs_written_before_readable_names_still_load(workdir):
+    """A store of old-style runs (named by the cell id, ``lr_scale`` as ``1.0``, the epoch a
+    metric of its own) beside a new-style run: both are found, with their curves."""
+    from bpgrid.config import flat_params
+    from bpgrid.tracking import Tracker
+
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    cells = {(c["method"]["name"], c["lr_scale"]): c
+             for c in compose_cells(load_grid(["+grid=quick", *ARGV]))}
+    old_cell = cells["sgd", 1]
+    tracker = Tracker(uri, "quick")
+    old = tracker.start(cell_id(old_cell), {**flat_params(old_cell), "lr_scale": "1.0"},
+                        {"grid": "quick", "method": "sgd", "dataset": "digits"})
+    for epoch, error in ((1, 40.0), (2, 30.0)):
+        tracker.log_metrics(old, {"epoch": epoch, "val_error": error, "train_loss": 1.0}, epoch)
+    tracker.log_metrics(old, {"best_val_error": 30.0, "best_epoch": 2}, 2)
+    tracker.set_tags(old, {"status": "done"})
+    tracker.finish(old)
+    new = write_cell_run(uri, cells["bm", 10], best=20.0)
+    assert tracker.client.get_run(old).info.run_name == cell_id(old_cell)
+    assert tracker.client.get_run(new).info.run_name == "bm/digits/lr10/s0"
+    frame = bpgrid.results("quick", uri, overrides=ARGV, curves=True).set_index("run_id")
+    assert frame.loc[old, ["status", "best_val_error", "final_val_error"]].tolist() == [
+        "done", 30.0, 30.0]
+    assert frame.loc[new, ["status", "best_val_error"]].tolist() == ["done", 20.0]
+    assert frame.loc[old, "curve"].to_dict("list") == {"train_loss": [1.0, 1.0],
+                                                       "val_error": [40.0, 30.0]}

@@ -1,0 +1,1 @@
+"""``python -m bpgrid.status``: a grid's state from its cells' files and the tracking store."""
