@@ -41,11 +41,17 @@ def test_slurm_sweep_finishes_the_others_and_reports_the_cancelled_cell(tmp_path
     assert "sweep: 4 cells: 3 done, 0 skipped, 0 diverged, 1 failed" in out
     assert f"{cancelled.split('_')[0]}_" in out and ".err" in out  # the failed task's log
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("quick").experiment_id])
+    runs = cell_runs(client)
     finished = [r for r in runs if r.info.status == "FINISHED"]
     assert len(finished) == 3
     assert all(len(client.get_metric_history(r.info.run_id, "val_error")) == 40
                for r in finished)
+
+
+def cell_runs(client: MlflowClient) -> list:
+    """The cells' runs (not the sweep's own parent runs)."""
+    found = client.search_runs([client.get_experiment_by_name("quick").experiment_id])
+    return [r for r in found if "cell_id" in r.data.tags]
 
 
 def test_a_requeued_cell_resumes_from_its_checkpoint(tmp_path: Path, slurm_cluster):
@@ -71,7 +77,7 @@ def test_a_requeued_cell_resumes_from_its_checkpoint(tmp_path: Path, slurm_clust
     result = json.loads(next((tmp_path / "cells").glob("*/result.json")).read_text())
     assert result["epochs_run"] == 300 and 1 <= result["resumed_from_epoch"] < 300
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("quick").experiment_id])
+    runs = cell_runs(client)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "val_error")]
     assert sorted(steps) == list(range(1, 301))
@@ -111,7 +117,7 @@ def test_a_detached_sweep_leaves_its_array_running_and_a_rerun_follows_it(tmp_pa
     assert "submitted as SLURM array" not in rerun.stderr
     assert "sweep: 2 cells: 2 done, 0 skipped, 0 diverged, 0 failed" in rerun.stdout
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("quick").experiment_id])
+    runs = cell_runs(client)
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     for run in runs:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_error")]
