@@ -27,12 +27,7 @@ def test_slurm_sweep_finishes_the_others_and_reports_the_cancelled_cell(tmp_path
            "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1",
            "hydra.launcher.timeout_min=10", "hydra.launcher.array_parallelism=1",
            "method=sgd,usf_bn_bm", "dataset=digits", "lr_scale=10,1", "schedule.epochs=40"]
-    sweep = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-    deadline = time.time() + 180
-    while not (tasks := _running_array_tasks()):
-        assert time.time() < deadline and sweep.poll() is None, "no array task started"
-        time.sleep(0.5)
+    sweep, tasks = start_sweep(cmd, tmp_path)
     cancelled = tasks[0]
     subprocess.run(["scancel", cancelled], check=True)
     out, err = sweep.communicate(timeout=600)
@@ -46,6 +41,17 @@ def test_slurm_sweep_finishes_the_others_and_reports_the_cancelled_cell(tmp_path
     assert len(finished) == 3
     assert all(len(client.get_metric_history(r.info.run_id, "val_error")) == 40
                for r in finished)
+
+
+def start_sweep(cmd: list[str], folder: Path) -> tuple[subprocess.Popen, list[str]]:
+    """The sweep, started, once one of its array tasks runs; and the running tasks."""
+    sweep = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.time() + 180
+    while not (tasks := _running_array_tasks()):
+        assert time.time() < deadline and sweep.poll() is None, "no array task started"
+        time.sleep(0.5)
+    return sweep, tasks
 
 
 def cell_runs(client: MlflowClient) -> list:
@@ -93,12 +99,7 @@ def test_a_detached_sweep_leaves_its_array_running_and_a_rerun_follows_it(tmp_pa
            "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1",
            "hydra.launcher.array_parallelism=1", "method=sgd", "dataset=digits",
            "lr_scale=10,1", "schedule.epochs=150"]
-    sweep = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-    deadline = time.time() + 180
-    while not (tasks := _running_array_tasks()):
-        assert time.time() < deadline and sweep.poll() is None, "no array task started"
-        time.sleep(0.5)
+    sweep, tasks = start_sweep(cmd, tmp_path)
     array = tasks[0].split("_")[0]
     sweep.send_signal(signal.SIGINT)
     out, err = sweep.communicate(timeout=120)
