@@ -39,16 +39,8 @@ def results(root: Path) -> dict[str, dict]:
 
 def assert_each_cell_ran_once(root: Path, epochs: int, uri: str | None = None) -> None:
     """One FINISHED run per cell, each epoch logged once, and a result that says so."""
-    if uri is None:
-        runs = runs_by_cell(root)
-        client = MlflowClient(f"sqlite:///{root}/mlflow.db")
-    else:
-        client = MlflowClient(uri)
-        exp = client.get_experiment_by_name("quick")
-        runs = {}
-        for run in client.search_runs([exp.experiment_id], max_results=1000):
-            if "cell_id" in run.data.tags:  # not a sweep's parent run
-                runs.setdefault(run.data.tags["cell_id"], []).append(run)
+    runs = runs_by_cell(root, uri)
+    client = MlflowClient(uri or f"sqlite:///{root}/mlflow.db")
     done = results(root)
     assert set(runs) == set(done)
     for cid, cell_runs in runs.items():
