@@ -197,7 +197,10 @@ def _owned(cell: _Cell, lease: Lease) -> CellResult:
             save_json(cell.files.result, asdict(result))  # before FINISHED: a kill in between
             cell.tracker.finish(run_id)  # leaves a result whose run the next look-up ends
             result.run_ended = True
-            save_json(cell.files.result, asdict(result))
+            try:
+                save_json(cell.files.result, asdict(result))
+            except OSError:  # a full disk: the stored result stands, and the next
+                pass  # look-up ends its (already FINISHED) run again and marks it
     except LostLease as err:  # another owner has the cell (and its run) now
         journal(cell.files, "end", token=lease.token, status="lost", error=str(err))
         return cell.result("running", owner="the owner that took it over", error=str(err),
