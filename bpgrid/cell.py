@@ -274,7 +274,10 @@ def _end(cell: Member) -> None:
         save_json(cell.files.result, asdict(result))  # before FINISHED: a kill in between
         cell.tracker.finish(cell.run_id)  # leaves a result whose run the next look-up ends
         result.run_ended = True
-        save_json(cell.files.result, asdict(result))
+        try:
+            save_json(cell.files.result, asdict(result))
+        except OSError:  # a full disk: the stored result stands, and the next
+            pass  # look-up ends its (already FINISHED) run again and marks it
     clear_failure(cell.files)
     journal(cell.files, "end", token=cell.token, status=result.status)
     cell.end(result)

@@ -10,6 +10,7 @@ epoch as ``checkpoint.prev.pt``, so an unreadable checkpoint costs one epoch, no
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import threading
@@ -107,7 +108,9 @@ def previous(path: Path) -> Path:
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write the checkpoint, keeping the one it replaces as ``<name>.prev.pt``."""
     tmp = path.with_name(f".{path.name}.next")
-    atomic_write(tmp, lambda f: torch.save(state, f))
+    buffer = io.BytesIO()  # serialised first: a full disk is then OSError naming the file, not
+    torch.save(state, buffer)  # torch's "unexpected pos" from inside its zip writer
+    atomic_write(tmp, lambda f: f.write(buffer.getbuffer()))
     if path.exists():
         os.replace(path, previous(path))
     os.replace(tmp, path)

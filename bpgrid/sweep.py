@@ -120,7 +120,9 @@ def _report(summary: Summary, grid: Grid) -> None:
     if summary.migrated:
         print(f"  {len(summary.migrated)} cells found under their legacy ids and moved")
     if summary.stopped_by:
-        resume = "run the same command again to resume every unfinished cell"
+        unfinished = summary.counts.get("interrupted", 0) + len(summary.running)
+        resume = ("run the same command again to resume every unfinished cell" if unfinished
+                  else "every cell had already ended")
         print(f"  stopped by a signal: {summary.detached or resume}")
     print(f"summary: {path}", file=sys.stderr)
 

@@ -11,6 +11,7 @@ rerun resumes into it).
 from __future__ import annotations
 
 import fcntl
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -62,7 +63,9 @@ def prepare_store(uri: str) -> None:
 
     MLflow creates a fresh SQLite database's tables without a lock, so two sweeps starting at
     once on a new file race ("table experiments already exists"): the creation holds an flock on
-    ``<db>.lock`` beside it (SQLite itself needs a local disk, so flock is sound there)."""
+    ``<db>.lock`` beside it (SQLite itself needs a local disk, so flock is sound there). A new
+    database is made under another name and renamed into place once all its tables exist, so a
+    process killed while making it leaves no half-made store behind."""
     if not uri.startswith("sqlite:///"):
         MlflowClient(uri).search_experiments(max_results=1)
         return
@@ -70,6 +73,11 @@ def prepare_store(uri: str) -> None:
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(db.with_name(db.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if not db.exists() or db.stat().st_size == 0:
+            fresh = db.with_name(db.name + ".new")
+            fresh.unlink(missing_ok=True)
+            MlflowClient(f"sqlite:///{fresh}").search_experiments(max_results=1)
+            os.replace(fresh, db)
         MlflowClient(uri).search_experiments(max_results=1)
 
 

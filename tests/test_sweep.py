@@ -84,16 +84,17 @@ def sweep_cmd(root: Path, *args: str) -> list[str]:
             f"hydra.sweep.dir={root}/multirun", *args]
 
 
-def quick_runs(root: Path) -> list:
-    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+def quick_runs(root: Path, uri: str | None = None) -> list:
+    client = MlflowClient(uri or f"sqlite:///{root}/mlflow.db")
     exp = client.get_experiment_by_name("quick")
     return client.search_runs([exp.experiment_id], max_results=5000) if exp else []
 
 
-def runs_by_cell(root: Path) -> dict[str, list]:
-    """The cells' runs (a sweep's own run has no cell id)."""
+def runs_by_cell(root: Path, uri: str | None = None) -> dict[str, list]:
+    """The cells' runs (a sweep's own run has no cell id), in the store at ``uri`` (default:
+    the SQLite file in ``root``)."""
     out: dict[str, list] = {}
-    for run in quick_runs(root):
+    for run in quick_runs(root, uri):
         if "cell_id" in run.data.tags:
             out.setdefault(run.data.tags["cell_id"], []).append(run)
     return out

@@ -138,3 +138,31 @@ def test_retagging_renames_only_runs_named_by_their_old_id(tmp_path):
     assert sorted(t.retag("old1", "new1")) == sorted([old_style, readable])
     names = {t.client.get_run(r).info.run_name for r in (old_style, readable)}
     assert names == {"new1", "sgd/digits/lr1/s0"}
+
+
+KILLED_WHILE_CREATING = """
+import os, signal, sys
+import mlflow.store.db.utils as db_utils
+from bpgrid import tracking
+real = db_utils._initialize_tables
+def killed_half_way(engine):  # some tables made, then the process is killed
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE experiments (experiment_id INTEGER)")
+    os.kill(os.getpid(), signal.SIGKILL)
+db_utils._initialize_tables = killed_half_way
+tracking.prepare_store(sys.argv[1])
+"""
+
+
+def test_a_process_killed_while_creating_the_store_leaves_none_half_made(tmp_path):
+    """A sweep killed while MLflow makes a new SQLite store's tables left a half-made database
+    that every later sweep failed to open ("table ... already exists")."""
+    import subprocess
+    import sys
+
+    uri, db = f"sqlite:///{tmp_path}/fresh.db", tmp_path / "fresh.db"
+    killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_CREATING, uri], timeout=300)
+    assert killed.returncode == -9 and (tmp_path / "fresh.db.new").exists()
+    assert not db.exists()  # the half-made tables are not where the store is looked for
+    tracking.prepare_store(uri)
+    assert tracking.Tracker(uri, "grid").experiment_id

@@ -14,46 +14,10 @@ from functools import partial
 
 import torch
 from torch import Tensor, nn
-from torch.autograd import Function
 
 from bpgrid.arrays.modules import grouped
-from bpgrid.feedback.direct import DirectFeedback, _Pass
+from bpgrid.feedback.direct import DirectFeedback, _Pass, _SendError, _TakeError, weight_gradients
 from bpgrid.feedback.functional import angle
-
-
-class _TakeErrors(Function):
-    """Identity on the array's output; its backward, the first to run, keeps every e_k."""
-
-    @staticmethod
-    def forward(ctx, y, run, owner):
-        ctx.run, ctx.owner = run, owner
-        if owner.compared:
-            ctx.save_for_backward(y)
-        return y.view_as(y)
-
-    @staticmethod
-    def backward(ctx, grad):
-        run, owner = ctx.run, ctx.owner
-        run.error = grad.detach().flatten(2)
-        if owner.compared:
-            (y,) = ctx.saved_tensors
-            owner.update_angles(run, y, grad)
-        return grad, None, None
-
-
-class _SendErrors(Function):
-    """Identity on a layer's input; its backward gives each DFA member B_k e_k instead."""
-
-    @staticmethod
-    def forward(ctx, x, run, owner, name):
-        ctx.run, ctx.owner, ctx.name = run, owner, name
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        if ctx.run.backprop:
-            return grad, None, None, None
-        return ctx.owner.direct_gradient(ctx.run, ctx.name, grad), None, None, None
 
 
 class ArrayDirectFeedback:
@@ -87,13 +51,13 @@ class ArrayDirectFeedback:
         run, self.running = self.running, None
         if run is None or not output.requires_grad:
             return None
-        return _TakeErrors.apply(output, run, self)
+        return _TakeError.apply(output, run, self, 2)  # e: (K, B, out)
 
     def _send(self, name, layer, args):
         run = self.running
         if run is None or not args[0].requires_grad:
             return None
-        return (_SendErrors.apply(args[0], run, self, name), *args[1:])
+        return (_SendError.apply(args[0], run, self, name), *args[1:])
 
     def direct_gradient(self, run: _Pass, name: str, grad: Tensor) -> Tensor:
         """The gradient that leaves layer ``name``'s input: B_k e_k for its DFA members, the
@@ -129,13 +93,7 @@ class ArrayDirectFeedback:
         layers = [layer for layer in layers if layer.weight.requires_grad]
         if not layers:
             return
-        weights = [layer.weight for layer in layers]
-        run.backprop = True
-        try:
-            bp = torch.autograd.grad(y, weights, grad, retain_graph=True, allow_unused=True)
-        finally:
-            run.backprop = False
-        dfa = torch.autograd.grad(y, weights, grad, retain_graph=True, allow_unused=True)
+        dfa, bp = weight_gradients(run, y, grad, [layer.weight for layer in layers])
         for layer, a, b in zip(layers, dfa, bp, strict=True):
             if a is not None and b is not None:
                 layer.direct_stats["update_angle"] = angle(a, b, self.members)

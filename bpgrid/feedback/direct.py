@@ -44,49 +44,52 @@ class _Pass:
 
 
 class _TakeError(Function):
-    """Identity on the network's output; its backward, the first to run, keeps e."""
+    """Identity on the network's output; its backward, the first to run, keeps e with the
+    ``lead`` leading dimensions (the batch; members and batch in an array) and the rest flat."""
 
     @staticmethod
-    def forward(ctx, y, run, owner):
-        ctx.run, ctx.owner = run, owner
-        if owner.compare:
+    def forward(ctx, y, run, owner, lead=1):
+        ctx.run, ctx.owner, ctx.lead = run, owner, lead
+        if owner.compared:
             ctx.save_for_backward(y)
         return y.view_as(y)
 
     @staticmethod
     def backward(ctx, grad):
         run, owner = ctx.run, ctx.owner
-        run.error = grad.detach().reshape(grad.shape[0], -1)
-        if owner.compare:
+        run.error = grad.detach().flatten(ctx.lead)
+        if owner.compared:
             (y,) = ctx.saved_tensors
             owner.update_angles(run, y, grad)
-        return grad, None, None
+        return grad, None, None, None
 
 
 class _SendError(Function):
-    """Identity on a layer's input; its backward returns B e in place of the gradient arriving."""
+    """Identity on a layer's input; its backward returns the owner's ``direct_gradient`` (B e)
+    in place of the gradient arriving, except in the backpropagation pass."""
 
     @staticmethod
-    def forward(ctx, x, matrix, run, layer, name):
-        ctx.matrix, ctx.run, ctx.layer, ctx.name = matrix, run, layer, name
+    def forward(ctx, x, run, owner, name):
+        ctx.run, ctx.owner, ctx.name = run, owner, name
         return x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad):
-        run = ctx.run
-        if run.backprop:
-            return grad, None, None, None, None
-        if run.error is None:
-            raise RuntimeError(f"dfa: the gradient reached {ctx.name}'s input without passing the "
-                               "network's output; DFA needs a loss computed from the output")
-        direct = run.error.mm(ctx.matrix)
-        if direct.numel() != grad.numel():
-            raise RuntimeError(f"dfa: {ctx.name}'s input has shape {tuple(grad.shape)}, but its B "
-                               f"was sized for {ctx.matrix.shape[1]} values per sample")
-        direct = direct.view(grad.shape)
-        if ctx.layer.alignment:
-            ctx.layer.alignment_stats["grad_angle"] = angle(direct, grad)
-        return direct, None, None, None, None
+        if ctx.run.backprop:
+            return grad, None, None, None
+        return ctx.owner.direct_gradient(ctx.run, ctx.name, grad), None, None, None
+
+
+def weight_gradients(run: _Pass, y: Tensor, grad: Tensor, weights: Sequence[Tensor]):
+    """The DFA and the backpropagation gradients of ``weights`` for the output gradient ``grad``,
+    from two backward passes that keep the graph for the real one."""
+    run.backprop = True
+    try:
+        bp = torch.autograd.grad(y, weights, grad, retain_graph=True, allow_unused=True)
+    finally:
+        run.backprop = False
+    dfa = torch.autograd.grad(y, weights, grad, retain_graph=True, allow_unused=True)
+    return dfa, bp
 
 
 class DirectFeedback:
@@ -131,10 +134,6 @@ class DirectFeedback:
         root.register_forward_hook(self._close)
         setattr(root, ATTRIBUTE, self)
 
-    @property
-    def compare(self) -> bool:
-        return bool(self.compared)
-
     def __repr__(self) -> str:
         return f"DirectFeedback(output_size={self.output_size}, senders={self.senders})"
 
@@ -158,23 +157,32 @@ class DirectFeedback:
         if run is None or not args or not isinstance(args[0], Tensor) or \
                 not args[0].requires_grad:
             return None
-        return (_SendError.apply(args[0], layer.direct_feedback, run, layer, name), *args[1:])
+        return (_SendError.apply(args[0], run, self, name), *args[1:])
+
+    def direct_gradient(self, run: _Pass, name: str, grad: Tensor) -> Tensor:
+        """B e, the gradient that leaves layer ``name``'s input in place of the arriving grad."""
+        if run.error is None:
+            raise RuntimeError(f"dfa: the gradient reached {name}'s input without passing the "
+                               "network's output; DFA needs a loss computed from the output")
+        layer = self.layers[name]
+        direct = run.error.mm(layer.direct_feedback)
+        if direct.numel() != grad.numel():
+            raise RuntimeError(f"dfa: {name}'s input has shape {tuple(grad.shape)}, but its B "
+                               f"was sized for {layer.direct_feedback.shape[1]} values per sample")
+        direct = direct.view(grad.shape)
+        if layer.alignment:
+            layer.alignment_stats["grad_angle"] = angle(direct, grad)
+        return direct
 
     # ------------------------------------------------------------------ alignment statistics
 
     def update_angles(self, run: _Pass, y: Tensor, grad: Tensor) -> None:
         """Each compared layer's angle between its DFA and its backpropagation weight gradient
-        for this output error, from two backward passes that keep the graph for the real one."""
+        for this output error (``weight_gradients``)."""
         layers = [self.layers[n] for n in self.compared if self.layers[n].weight.requires_grad]
-        weights = [layer.weight for layer in layers]
-        if not weights:
+        if not layers:
             return
-        run.backprop = True
-        try:
-            bp = torch.autograd.grad(y, weights, grad, retain_graph=True, allow_unused=True)
-        finally:
-            run.backprop = False
-        dfa = torch.autograd.grad(y, weights, grad, retain_graph=True, allow_unused=True)
+        dfa, bp = weight_gradients(run, y, grad, [layer.weight for layer in layers])
         for layer, a, b in zip(layers, dfa, bp, strict=True):
             if a is not None and b is not None:
                 layer.alignment_stats["update_angle"] = angle(a, b)

@@ -32,7 +32,7 @@ def _header(status: GridStatus) -> Text:
     for n, (state, count) in enumerate(status.counts.items()):
         text.append(", " if n else "")
         text.append(f"{count} {state}", style=STYLES[state])
-    text.append(f"\ncells {status.cells_dir}, store {status.uri}, at "
+    text.append(f"\ncells in {status.cells_dir}/, runs in {status.uri}, at "
                 f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(status.taken))}")
     if status.slurm:
         jobs = Counter(status.slurm.values())

@@ -39,12 +39,7 @@ def generators(count: int) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(100 + k) for k in range(count)]
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 @pytest.mark.parametrize("norm", ["none", "bn_affine"])

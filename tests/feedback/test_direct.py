@@ -15,12 +15,7 @@ FC_NET = (FC(7), FC(6), FC(3))
 CONV_NET = (Conv(3, 3, padding=1), Pool("max", 2, 2), Conv(4, 3), FC(5), FC(3))
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 def _batch(shape, n=4, classes=3, seed=1):

@@ -18,16 +18,7 @@ ASYMMETRIC = [("usf", {}), ("nusf", {}), ("brsf", {"flip_prob": 0.25}),
               ("wm", {"mirror_lr": 0.1, "decay": 0.1})]
 
 
-def _double():
-    torch.set_default_dtype(torch.float64)
-
-
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    _double()
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 def _grads(layer, x, g):

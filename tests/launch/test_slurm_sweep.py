@@ -27,12 +27,7 @@ def test_slurm_sweep_finishes_the_others_and_reports_the_cancelled_cell(tmp_path
            "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1",
            "hydra.launcher.timeout_min=10", "hydra.launcher.array_parallelism=1",
            "method=sgd,usf_bn_bm", "dataset=digits", "lr_scale=10,1", "schedule.epochs=40"]
-    sweep = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-    deadline = time.time() + 180
-    while not (tasks := _running_array_tasks()):
-        assert time.time() < deadline and sweep.poll() is None, "no array task started"
-        time.sleep(0.5)
+    sweep, tasks = start_sweep(cmd, tmp_path)
     cancelled = tasks[0]
     subprocess.run(["scancel", cancelled], check=True)
     out, err = sweep.communicate(timeout=600)
@@ -41,11 +36,28 @@ def test_slurm_sweep_finishes_the_others_and_reports_the_cancelled_cell(tmp_path
     assert "sweep: 4 cells: 3 done, 0 skipped, 0 diverged, 1 failed" in out
     assert f"{cancelled.split('_')[0]}_" in out and ".err" in out  # the failed task's log
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("quick").experiment_id])
+    runs = cell_runs(client)
     finished = [r for r in runs if r.info.status == "FINISHED"]
     assert len(finished) == 3
     assert all(len(client.get_metric_history(r.info.run_id, "val_error")) == 40
                for r in finished)
+
+
+def start_sweep(cmd: list[str], folder: Path) -> tuple[subprocess.Popen, list[str]]:
+    """The sweep, started, once one of its array tasks runs; and the running tasks."""
+    sweep = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.time() + 180
+    while not (tasks := _running_array_tasks()):
+        assert time.time() < deadline and sweep.poll() is None, "no array task started"
+        time.sleep(0.5)
+    return sweep, tasks
+
+
+def cell_runs(client: MlflowClient) -> list:
+    """The cells' runs (not the sweep's own parent runs)."""
+    found = client.search_runs([client.get_experiment_by_name("quick").experiment_id])
+    return [r for r in found if "cell_id" in r.data.tags]
 
 
 def test_a_requeued_cell_resumes_from_its_checkpoint(tmp_path: Path, slurm_cluster):
@@ -71,7 +83,7 @@ def test_a_requeued_cell_resumes_from_its_checkpoint(tmp_path: Path, slurm_clust
     result = json.loads(next((tmp_path / "cells").glob("*/result.json")).read_text())
     assert result["epochs_run"] == 300 and 1 <= result["resumed_from_epoch"] < 300
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("quick").experiment_id])
+    runs = cell_runs(client)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "val_error")]
     assert sorted(steps) == list(range(1, 301))
@@ -87,12 +99,7 @@ def test_a_detached_sweep_leaves_its_array_running_and_a_rerun_follows_it(tmp_pa
            "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1",
            "hydra.launcher.array_parallelism=1", "method=sgd", "dataset=digits",
            "lr_scale=10,1", "schedule.epochs=150"]
-    sweep = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-    deadline = time.time() + 180
-    while not (tasks := _running_array_tasks()):
-        assert time.time() < deadline and sweep.poll() is None, "no array task started"
-        time.sleep(0.5)
+    sweep, tasks = start_sweep(cmd, tmp_path)
     array = tasks[0].split("_")[0]
     sweep.send_signal(signal.SIGINT)
     out, err = sweep.communicate(timeout=120)
@@ -111,7 +118,7 @@ def test_a_detached_sweep_leaves_its_array_running_and_a_rerun_follows_it(tmp_pa
     assert "submitted as SLURM array" not in rerun.stderr
     assert "sweep: 2 cells: 2 done, 0 skipped, 0 diverged, 0 failed" in rerun.stdout
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("quick").experiment_id])
+    runs = cell_runs(client)
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     for run in runs:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_error")]
