@@ -6,9 +6,11 @@ each member kept exactly as its cell alone: a finished cell returns its stored r
 training; otherwise the cell's lease is taken (bpgrid/lease.py: one owner at a time, wherever it
 runs; a cell another live owner holds is reported ``running`` and left out), and it resumes from
 its last readable checkpoint, or starts, in its own MLflow run. Members resuming at different
-epochs train as separate arrays, one per epoch they start at. Every epoch each member logs its
-metrics to its run (one write) and writes its checkpoint; a member that diverges ends there with
-its result while the others go on. ``run_cell`` is an array of one.
+epochs train as separate arrays, one per epoch they start at. Every epoch each member writes its
+checkpoint. Its epochs go to its run after its first epoch, then at most every LOG_SECONDS, and at
+its end, one write each time (each checkpoint holds the history, so epochs that a kill kept from
+the run are logged when the cell resumes). A member that diverges ends there with its result
+while the others go on. ``run_cell`` is an array of one.
 
 Every error of a cell (its config's data, its files, the store, the disk) ends as its ``failed``
 result with the error text and a failure marker, never as an exception: the other members and the
@@ -24,7 +26,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
 
 import yaml
 from omegaconf import DictConfig
@@ -41,10 +42,12 @@ from bpgrid.member import CellResult, Member, alone, as_stop, code_version, stop
 from bpgrid.migrate import migrate
 from bpgrid.naming import run_name
 from bpgrid.parts import load_data, plain_model, resolve_device
-from bpgrid.tracking import Tracker
 from bpgrid.trainer import Trainer, finite
 
 __all__ = ["CellResult", "code_version", "run_array", "run_cell"]
+
+LOG_SECONDS = 10.0  # the most time an epoch waits to be written to its MLflow run (the
+# status's best error so far comes from there)
 
 
 def _show_progress(mode: str) -> bool:
@@ -189,7 +192,8 @@ def _train(cells: list[Member]) -> None:
         alone(cell, _resume, trainer, k)
     epochs = cells[0].c["schedule"]["epochs"]
     progress = _show_progress(cells[0].c["progress"])
-    for epoch in range(cells[0].start_epoch, epochs + 1):
+    first, flushed = cells[0].start_epoch, time.monotonic()
+    for epoch in range(first, epochs + 1):
         training = [k for k, cell in enumerate(cells) if cell.outcome is None
                     and not cell.diverged]
         if not training:
@@ -204,6 +208,11 @@ def _train(cells: list[Member]) -> None:
             return
         for k in training:
             alone(cells[k], _epoch_done, epoch, metrics[k], trainer.state(k), progress)
+        if epoch == first or time.monotonic() - flushed >= LOG_SECONDS:
+            for cell in cells:
+                if cell.outcome is None:
+                    alone(cell, Member.flush)
+            flushed = time.monotonic()
     for cell in cells:
         if cell.outcome is None:
             alone(cell, _end)
@@ -222,9 +231,7 @@ def _resume(cell: Member, trainer: Trainer, k: int) -> None:
         raise RuntimeError(f"cannot resume from {cell.files.checkpoint} (epoch "
                            f"{checkpoint['epoch']}): {type(err).__name__}: {err}") from err
     cell.history, cell.train_seconds = list(checkpoint["history"]), checkpoint["train_seconds"]
-    for h in cell.history:
-        if h["epoch"] not in cell.logged:
-            cell.tracker.log_epoch(cell.run_id, h)
+    cell.unlogged = [h for h in cell.history if h["epoch"] not in cell.logged]
     if cell.history:
         cell.diverged = divergence(cell.history[-1], cell.chance,
                                    finite_weights(checkpoint["state"]["model"].values()))
@@ -234,7 +241,7 @@ def _resume(cell: Member, trainer: Trainer, k: int) -> None:
 
 def _epoch_done(cell: Member, epoch: int, metrics: dict[str, float], state: dict,
                 progress: bool) -> None:
-    """The cell's epoch: judged, checkpointed, logged to its run (one write); its end when it
+    """The cell's epoch: judged, checkpointed, kept for its run's next write; its end when it
     diverged."""
     metrics = {"epoch": epoch, **metrics}
     cell.train_seconds += metrics["epoch_time"]
@@ -246,7 +253,7 @@ def _epoch_done(cell: Member, epoch: int, metrics: dict[str, float], state: dict
             "epoch": epoch, "state": state, "history": cell.history, "run_id": cell.run_id,
             "train_seconds": cell.train_seconds})
     if epoch not in cell.logged:  # an epoch trained again after its checkpoint was set aside
-        cell.tracker.log_epoch(cell.run_id, metrics)
+        cell.unlogged.append(metrics)
     if progress:
         epochs = cell.c["schedule"]["epochs"]
         print(f"[{cell.cid}] epoch {epoch}/{epochs} loss {metrics['train_loss']:.4f} "
@@ -267,7 +274,7 @@ def _end(cell: Member) -> None:
         diverged_because=cell.diverged)
     result.best_val_error, result.best_epoch = best, best_epoch
     result.final_val_error = finite(history[-1]["val_error"]) if history else None
-    _record_end(cell.c, cell.files.folder, result, cell.tracker)
+    _record_end(cell, result)
     result.cell_seconds = (time.perf_counter() - cell.start) / cell.share
     with shutdown.signals_deferred():
         cell.lease.check()
@@ -283,16 +290,18 @@ def _end(cell: Member) -> None:
     cell.end(result)
 
 
-def _record_end(c: dict, cell_dir: Path, result: CellResult, tracker: Tracker) -> None:
-    """The result's numbers and tags in the run (one write) and the config as its artifact.
-    Learning curves are drawn by ``bpgrid.report``, not per cell."""
+def _record_end(cell: Member, result: CellResult) -> None:
+    """Its epochs not yet in its run, the result's numbers and tags (one write), and the config
+    as the run's artifact. Learning curves are drawn by ``bpgrid.report``, not per cell."""
     final = {"best_val_error": result.best_val_error, "best_epoch": result.best_epoch,
              "diverged": float(result.status == "diverged")}
     tags = {"status": result.status}
     if result.diverged_because:
         tags["diverged_because"] = result.diverged_because
-    tracker.log_metrics(result.run_id, {k: v for k, v in final.items() if v is not None},
-                        result.epochs_run, tags=tags)
-    config_file = cell_dir / "config.yaml"
-    config_file.write_text(yaml.safe_dump(c, sort_keys=False))
-    tracker.log_artifact(result.run_id, config_file)
+    cell.tracker.log_epochs(result.run_id, cell.unlogged,
+                            {k: v for k, v in final.items() if v is not None},
+                            result.epochs_run, tags)
+    cell.unlogged = []
+    config_file = cell.files.folder / "config.yaml"
+    config_file.write_text(yaml.safe_dump(cell.c, sort_keys=False))
+    cell.tracker.log_artifact(result.run_id, config_file)

@@ -80,6 +80,7 @@ class Member:
         self.run_id: str | None = None
         self.history: list[dict[str, float]] = []
         self.logged: set[int] = set()  # epochs its run holds
+        self.unlogged: list[dict[str, float]] = []  # epochs checkpointed, not yet in its run
         self.train_seconds = 0.0
         self.chance: float | None = None
         self.diverged: str | None = None
@@ -121,6 +122,21 @@ class Member:
               f"dataset={c['dataset']['name']} lr_scale={c['lr_scale']:g} seed={c['seed']}): "
               f"{what}", file=sys.stderr, flush=True)
 
+    def flush(self) -> None:
+        """Its epochs not yet in its run, in one write."""
+        if self.unlogged:
+            self.tracker.log_epochs(self.run_id, self.unlogged)
+            self.logged.update(int(h["epoch"]) for h in self.unlogged)
+            self.unlogged = []
+
+    def flush_if_possible(self) -> None:
+        """``flush`` as far as the store allows: the epochs are in its checkpoint, and its run
+        takes them up when the cell resumes."""
+        try:
+            self.flush()
+        except Exception:
+            pass
+
     @property
     def tracker(self) -> Tracker:
         if self._tracker is None:
@@ -154,6 +170,7 @@ class Member:
             print(f"bpgrid: cell {self.cid} failed:\n"
                   + "".join(traceback.format_exception(err)), file=sys.stderr)
         if run_id is not None:
+            self.flush_if_possible()
             try:
                 self.tracker.fail(run_id, error if isinstance(err, str)
                                   else "".join(traceback.format_exception(err)))
@@ -193,6 +210,7 @@ def stopped(cell: Member, keep: bool) -> None:
     """A stop came while the cell was held: its run KILLED (resumed on a rerun), its lease kept
     for its SLURM job (``keep``: a requeue) or given back."""
     if cell.run_id is not None:
+        cell.flush_if_possible()
         try:
             cell.tracker.stop(cell.run_id)
         except Exception:

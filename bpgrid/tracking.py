@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
@@ -21,6 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 MAX_ERROR_TEXT = 5000
+MAX_BATCH = 1000  # metrics in one log_batch call (MLflow's limit)
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's link from a child run to its parent
 LOCK_RETRIES = 12
 
@@ -137,15 +138,21 @@ class Tracker:
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int,
                     tags: Mapping[str, str] | None = None) -> None:
         """The metrics of one step (and tags) in one write."""
-        now = int(time.time() * 1000)
-        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step)
-                                               for k, v in metrics.items()],
-                              tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
+        self.log_epochs(run_id, [], metrics, step, tags)
 
-    def log_epoch(self, run_id: str, metrics: Mapping[str, float]) -> None:
-        """One epoch's metrics (``metrics["epoch"]`` is their step, not a metric)."""
-        self.log_metrics(run_id, {k: v for k, v in metrics.items() if k != "epoch"},
-                         int(metrics["epoch"]))
+    def log_epochs(self, run_id: str, epochs: Sequence[Mapping[str, float]],
+                   final: Mapping[str, float] | None = None, step: int = 0,
+                   tags: Mapping[str, str] | None = None) -> None:
+        """Epochs' metrics (each epoch its step), and ``final`` metrics at ``step`` and tags, in
+        one write (a write per MAX_BATCH metrics)."""
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, int(e["epoch"])) for e in epochs
+                   for k, v in e.items() if k != "epoch"]
+        metrics += [Metric(k, float(v), now, step) for k, v in (final or {}).items()]
+        tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        for i in range(0, max(len(metrics), 1), MAX_BATCH):
+            self.client.log_batch(run_id, metrics=metrics[i:i + MAX_BATCH],
+                                  tags=tags if i == 0 else [])
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

@@ -190,6 +190,38 @@ def test_evaluation_counts_every_test_sample_even_a_lone_last_one(tmp_path):
     assert trainer.evaluate() == [pytest.approx(100.0 / 1001)]
 
 
+def test_epochs_go_to_the_run_in_few_writes_and_a_kill_between_them_loses_none(tmp_path):
+    """Epoch 1 is written after it ends, the rest (within LOG_SECONDS) with the result; a cell
+    killed before its end has only epoch 1 in its run, and its resume logs 2 to 4, once each."""
+    overrides = ["method=brsf_bn_bm", "schedule.epochs=4"]
+    killed = tmp_path / "killed"
+    code = ("import os, sys; sys.path.insert(0, sys.argv[1]); import bpgrid.cell as cell; "
+            "from composing import compose_config; cell.LOG_SECONDS = 1e9; "
+            "cell._end = lambda member: os._exit(9); "
+            "cell.run_cell(compose_config(sys.argv[2:]))")
+    died = subprocess.run([sys.executable, "-c", code, str(REPO / "tests"),
+                           *local_overrides(killed), "dataset=digits", *overrides], cwd=REPO,
+                          capture_output=True, text=True)
+    assert died.returncode == 9, died.stderr[-3000:]
+    run_id = client(killed).search_runs(
+        [client(killed).get_experiment_by_name("adhoc").experiment_id])[0].info.run_id
+    assert [s for s, _ in history(killed, run_id)] == [1]  # the rest was in the checkpoint only
+
+    writes = []
+    log_batch = MlflowClient.log_batch
+    def counted(self, run_id, metrics=(), **kw):
+        writes.append(sorted({m.step for m in metrics}))
+        return log_batch(self, run_id, metrics=metrics, **kw)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MlflowClient, "log_batch", counted)
+        resumed = run_cell(cfg_in(killed, *overrides))
+    assert resumed.status == "done" and resumed.resumed_from_epoch == 4
+    assert [w for w in writes if w] == [[2, 3, 4]]  # the epochs it lacked, with the result
+    whole = run_cell(cfg_in(tmp_path / "whole", *overrides))
+    for key in ("val_error", "train_loss"):
+        assert history(killed, run_id, key) == history(tmp_path / "whole", whole.run_id, key)
+
+
 # ------------------------------------------------------------ files, owners, failures
 
 def test_an_unreadable_checkpoint_costs_one_epoch_and_nothing_is_logged_twice(workdir):

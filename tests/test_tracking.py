@@ -116,7 +116,7 @@ def test_a_child_run_is_named_for_people_and_keeps_its_parent_when_resumed(tmp_p
     parent = t.client.create_run(t.experiment_id, run_name="grid 2026-01-01 00:00:00").info
     run = t.start("abc", {"lr_scale": "100"}, {"sweep_id": "s1"}, name="sgd/digits/lr100/s0",
                   parent=parent.run_id)
-    t.log_epoch(run, {"epoch": 3, "val_error": 9.5})
+    t.log_epochs(run, [{"epoch": 3, "val_error": 9.5}])
     t.stop(run)
     again = t.start("abc", {}, {"sweep_id": "s2", "dataset_root": ""})  # a rerun resumes it
     got = t.client.get_run(run)
@@ -166,3 +166,22 @@ def test_a_process_killed_while_creating_the_store_leaves_none_half_made(tmp_pat
     assert not db.exists()  # the half-made tables are not where the store is looked for
     tracking.prepare_store(uri)
     assert tracking.Tracker(uri, "grid").experiment_id
+
+
+def test_epochs_and_final_numbers_go_in_writes_of_at_most_max_batch_metrics(tmp_path, monkeypatch):
+    t = tracking.Tracker(f"sqlite:///{tmp_path}/m.db", "grid")
+    run = t.start("abc", {}, {})
+    writes = []
+    log_batch = t.client._client.log_batch
+    monkeypatch.setattr(t.client._client, "log_batch",
+                        lambda run_id, **kw: writes.append(kw) or log_batch(run_id, **kw))
+    monkeypatch.setattr(tracking, "MAX_BATCH", 3)
+    t.log_epochs(run, [{"epoch": 1, "val_error": 50.0, "train_loss": 2.0},
+                       {"epoch": 2, "val_error": 40.0, "train_loss": 1.5}],
+                 {"best_val_error": 40.0}, step=2, tags={"status": "done"})
+    assert [len(w["metrics"]) for w in writes] == [3, 2]
+    assert [len(w["tags"]) for w in writes] == [1, 0]
+    history = t.client.get_metric_history(run, "val_error")
+    assert sorted((m.step, m.value) for m in history) == [(1, 50.0), (2, 40.0)]
+    got = t.client.get_run(run).data
+    assert got.metrics["best_val_error"] == 40.0 and got.tags["status"] == "done"

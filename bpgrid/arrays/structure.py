@@ -69,7 +69,8 @@ def pack(configs: Sequence[Mapping[str, Any]], max_array: int,
     """Cells (their resolved configs, and the epochs they start at) packed into arrays of at most
     ``max_array`` members: lists of indices into ``configs``.
 
-    Cells are grouped by ``structure_key``, groups in the order of their first cell. A group of n
+    Cells are grouped by ``structure_key``, groups of one dataset together (a worker keeps the
+    last dataset it loaded), else in the order of their first cell. A group of n
     cells becomes ceil(n / max_array) arrays of nearly equal sizes; within an array, members with
     the same feedback rule are adjacent (each run of one rule is computed at once).
     """
@@ -82,7 +83,10 @@ def pack(configs: Sequence[Mapping[str, Any]], max_array: int,
     for i, (config, start) in enumerate(zip(configs, starts, strict=True)):
         groups.setdefault(structure_key(config, start), []).append(i)
     arrays = []
-    for members in groups.values():
+    def dataset(members: list[int]) -> str:
+        return json.dumps(to_dict(configs[members[0]]).get("dataset"), sort_keys=True, default=str)
+
+    for members in sorted(groups.values(), key=dataset):  # stable: first cells' order within
         members = sorted(members, key=lambda i: _rule_order(configs[i]))
         count = -(-len(members) // max_array)
         size, extra = divmod(len(members), count)

@@ -71,3 +71,13 @@ def test_pack_keeps_cells_resuming_at_other_epochs_apart():
     assert pack(cells, 8, start_epochs=[1, 5, 1, 5]) == [[0, 2], [1, 3]]
     with pytest.raises(ValueError, match="max_array must be at least 1"):
         pack(cells, 0)
+
+
+def test_pack_puts_the_arrays_of_one_dataset_next_to_each_other():
+    cells = [to_dict(compose_config([f"dataset={d}", f"method={m}"]))
+             for m in ("sgd", "usf_bn_bm", "bm") for d in ("mnist1d", "digits")]
+    arrays = pack(cells, max_array=4)
+    datasets = [cells[array[0]]["dataset"]["name"] for array in arrays]
+    assert len(arrays) == 6 and datasets in (["digits"] * 3 + ["mnist1d"] * 3,
+                                             ["mnist1d"] * 3 + ["digits"] * 3)
+    assert [cells[a[0]]["method"]["name"] for a in arrays[:3]] == ["sgd", "usf_bn_bm", "bm"]
