@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import sys
 import time
 from abc import ABC, abstractmethod
@@ -98,6 +97,7 @@ class Backend(ABC):
     returns once they have ended, ``summarise`` says how each cell ended."""
 
     name: ClassVar[str] = ""
+    poll_seconds: ClassVar[float] = POLL_SECONDS  # between two looks at the jobs' states
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)  # the jobs' logs
@@ -123,7 +123,7 @@ class Backend(ABC):
         ``on_end`` as each one ends; a job that died keeps its error."""
         submitted = {id(job.handle): job for job in jobs if job.handle is not None}
         handles = [job.handle for job in submitted.values()]
-        for handle in submitit.helpers.as_completed(handles, poll_frequency=POLL_SECONDS):
+        for handle in submitit.helpers.as_completed(handles, poll_frequency=self.poll_seconds):
             job = submitted[id(handle)]
             try:
                 job.results = handle.result() or []
@@ -180,8 +180,6 @@ class Backend(ABC):
 
     def _launch(self, todo: list[dict[str, Any]], jobs: list[Job],
                 on_end: Callable[[Job], None]) -> None:
-        # cells of one dataset run back to back, so a worker loads each dataset once
-        todo.sort(key=lambda c: json.dumps(c["dataset"], sort_keys=True))
         arrays = packing.arrays(todo, self.gpus())
         if len(arrays) < len(todo):
             print(f"sweep: {len(todo)} cells to run as {len(arrays)} fused arrays of up to "

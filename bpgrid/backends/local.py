@@ -57,6 +57,7 @@ class LocalBackend(Backend):
     """One job per worker, each with the same ordered list of arrays (leases share them out)."""
 
     name = "local"
+    poll_seconds = 0.2  # a look is a waitpid: the sweep ends as its last worker does
 
     def __init__(self, folder: Path, workers: int = 2, timeout_min: int | None = None,
                  mps: str | bool = "auto") -> None:
