@@ -199,11 +199,13 @@ def tree(pid: int) -> list[tuple[int, int | None]]:
     return [(p, process_start(p)) for p in descendants(pid)]
 
 
-def start_sweep(root: Path, *axes: str) -> subprocess.Popen:
+def start_sweep(root: Path, *axes: str, until: str = "checkpoint.pt", count: int = 2
+                ) -> subprocess.Popen:
+    """The sweep, started, once ``count`` cells have the file ``until``."""
     proc = subprocess.Popen(sweep_cmd(root, *axes), cwd=root, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
-    while len(list((root / "cells").glob("*/checkpoint.pt"))) < 2:
+    while len(list((root / "cells").glob(f"*/{until}"))) < count:
         assert time.time() < deadline and proc.poll() is None, proc.stderr.read()[-3000:]
         time.sleep(0.1)
     return proc

@@ -5,14 +5,12 @@ diverges, resumes or restarts alone; a killed fused sweep finishes every cell ex
 import json
 import os
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from test_sweep import runs_by_cell, sweep_cmd
-from test_sweep_faults import assert_each_cell_ran_once, results, sweep, tree
+from test_sweep import runs_by_cell
+from test_sweep_faults import assert_each_cell_ran_once, results, start_sweep, sweep, tree
 
 from bpgrid.jobs import process_alive
 
@@ -107,12 +105,7 @@ def test_a_member_with_a_corrupt_checkpoint_resumes_beside_members_that_resume(t
 def test_a_fused_sweep_whose_worker_is_killed_finishes_every_cell_once_on_a_rerun(tmp_path):
     axes = ["method=usf_bn_bm,frsf_bn_bm", "lr_scale=10,1", "dataset=digits,mnist1d",
             "schedule.epochs=40", LOCAL]
-    proc = subprocess.Popen(sweep_cmd(tmp_path, *axes), cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while len(list((tmp_path / "cells").glob("*/checkpoint.prev.pt"))) < 8:
-        assert time.time() < deadline and proc.poll() is None, proc.stderr.read()[-3000:]
-        time.sleep(0.1)
+    proc = start_sweep(tmp_path, *axes, until="checkpoint.prev.pt", count=8)
     workers = [p for p, _ in tree(proc.pid) if parent(p) != proc.pid]
     assert len(workers) == 2  # each submitit controller's worker, each mid-array
     os.kill(workers[-1], signal.SIGKILL)
