@@ -42,15 +42,24 @@ def _curve(client: MlflowClient, run_id: str, prefix: str) -> pd.Series:
     return metric_history(client, run_id, keys).mean(axis=1)
 
 
+def curve_labels(table: Table, dataset: str) -> dict[str, str]:
+    """Each column's best run on the dataset, labelled by its method and LR scale."""
+    best = table.cells.xs(dataset, level="dataset").dropna(subset=["best_run"])
+    return {c: f"{table.column_labels[c]} (LR x{scale:g})"
+            for c, scale in best.best_lr_scale.items()}
+
+
 def curves(table: Table, uri: str, folder: Path) -> list[Path]:
-    """Per dataset: validation error by epoch of each column's best run, and the mean input-
-    gradient alignment angle over layers when it was recorded."""
+    """Per dataset: validation error by epoch of each column's best run (its method and LR
+    scale in the legend), and the mean input-gradient alignment angle over layers when it was
+    recorded."""
     client = MlflowClient(uri)
     written = []
     for d in table.rows:
         best = table.cells.best_run.xs(d, level="dataset").dropna()
         if best.empty:
             continue
+        labels = curve_labels(table, d)
         for prefix, name, ylabel in (("val_error", "curves", "validation error (%)"),
                                      ("grad_angle/", "alignment", "angle to BP gradient (°)")):
             fig, ax = plt.subplots(figsize=(6, 4))
@@ -58,10 +67,11 @@ def curves(table: Table, uri: str, folder: Path) -> list[Path]:
             for c, run_id in best.items():
                 curve = _curve(client, run_id, prefix)
                 if not curve.empty:
-                    ax.plot(curve.index, curve.to_numpy(), label=table.column_labels[c])
+                    ax.plot(curve.index, curve.to_numpy(), label=labels[c])
                     drawn = True
             if drawn:
-                ax.set_title(f"{table.grid}: {table.row_labels[d]}")
+                ax.set_title(f"{table.grid}: {table.row_labels[d]}, each method at its best "
+                             f"LR scale")
                 ax.set_xlabel("epoch")
                 ax.set_ylabel(ylabel)
                 ax.legend(fontsize="x-small", ncol=2)

@@ -213,3 +213,16 @@ def test_alignment_curve_is_the_mean_angle_over_layers(tmp_path):
     assert _curve(client, run, "grad_angle/").to_dict() == {1: 70.0, 2: 60.0, 3: 50.0}
     assert [p.name for p in curves(table, uri, tmp_path)] == ["curves_mnist.png",
                                                                "alignment_mnist.png"]
+
+
+def test_curves_are_labelled_by_method_and_the_lr_scale_of_the_best_run(tmp_path):
+    from bpgrid.report.figures import curve_labels
+    uri = f"sqlite:///{tmp_path}/m.db"
+    write_store(uri, "lab", [("mnist", "sgd", 0, 10, "FINISHED", "done", 9.0),
+                             ("mnist", "sgd", 0, 1, "FINISHED", "done", 4.0),
+                             ("mnist", "nusf", 0, 0.1, "FINISHED", "done", 7.0)])
+    wanted = [("mnist", "sgd", 0, 10), ("mnist", "sgd", 0, 1), ("mnist", "nusf", 0, 0.1),
+              ("mnist", "nusf", 0, 1)]
+    table = build_table(records(uri, grid_cells(wanted)), "lab", [], "sgd", 3.0)
+    assert curve_labels(table, "mnist") == {"sgd": f"{table.column_labels['sgd']} (LR x1)",
+                                            "nusf": f"{table.column_labels['nusf']} (LR x0.1)"}
