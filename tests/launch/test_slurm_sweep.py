@@ -32,13 +32,16 @@ def test_slurm_sweep_finishes_the_others_and_reports_the_cancelled_cell(tmp_path
     subprocess.run(["scancel", cancelled], check=True)
     out, err = sweep.communicate(timeout=600)
 
+    # two structures (SGD; uSF+BN+BM), so two fused arrays of two cells, one array per task
+    assert "4 cells to run as 2 fused arrays of up to 2 cells" in err
     assert sweep.returncode == 1, err[-3000:]
-    assert "sweep: 4 cells: 3 done, 0 skipped, 0 diverged, 1 failed" in out
+    assert "sweep: 4 cells: 2 done, 0 skipped, 0 diverged, 2 failed" in out
     assert f"{cancelled.split('_')[0]}_" in out and ".err" in out  # the failed task's log
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = cell_runs(client)
     finished = [r for r in runs if r.info.status == "FINISHED"]
-    assert len(finished) == 3
+    assert len(finished) == 2  # the other array's cells, both of one method
+    assert len({r.data.tags["method"] for r in finished}) == 1
     assert all(len(client.get_metric_history(r.info.run_id, "val_error")) == 40
                for r in finished)
 
@@ -97,8 +100,8 @@ def test_a_detached_sweep_leaves_its_array_running_and_a_rerun_follows_it(tmp_pa
     cmd = [sys.executable, "-m", "bpgrid.sweep", "+grid=quick", *local_overrides(tmp_path),
            f"hydra.sweep.dir={tmp_path}/multirun", "hydra/launcher=slurm",
            "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1",
-           "hydra.launcher.array_parallelism=1", "method=sgd", "dataset=digits",
-           "lr_scale=10,1", "schedule.epochs=150"]
+           "hydra.launcher.array_parallelism=1", "method=sgd,usf_bn_bm", "dataset=digits",
+           "lr_scale=10", "schedule.epochs=150"]  # two structures: two arrays, two tasks
     sweep, tasks = start_sweep(cmd, tmp_path)
     array = tasks[0].split("_")[0]
     sweep.send_signal(signal.SIGINT)
