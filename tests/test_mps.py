@@ -91,8 +91,9 @@ def test_local_sweep_with_more_workers_than_gpus_runs_under_the_daemon(
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # one GPU, two workers
     monkeypatch.setattr(mps, "PROBE", "pass")
     configs = [to_dict(compose_config([*local_overrides(tmp_path), "dataset=digits",
-                                       "schedule.epochs=1", f"lr_scale={s}"]))
-               for s in (1, 10)]  # device=cpu: the cells run here all the same
+                                       "schedule.epochs=1", f"method={m}"]))
+               for m in ("sgd", "usf_bn_bm")]  # two structures: two arrays, one per worker
+    # (device=cpu: the cells run here all the same)
     backend = make_backend({"name": "local", "workers": 2, "mps": "auto"}, tmp_path / "jobs")
     summary = backend.run(configs)
     assert summary.counts == {"done": 2}
