@@ -45,6 +45,7 @@ class SweepProgress:
         self.start = time.monotonic()
         self.wake, self.done = threading.Event(), threading.Event()
         self.bar: Progress | None = None
+        self.printed = ""  # the last line a log got
 
     def __enter__(self) -> SweepProgress:
         self._look()
@@ -112,7 +113,10 @@ class SweepProgress:
 
     def _show(self) -> None:
         if self.bar is None:
-            print(self.line(), file=self.console.file, flush=True)
+            line = self.line()
+            if line != self.printed:  # a job's end and the clock can fall in one second
+                print(line, file=self.console.file, flush=True)
+                self.printed = line
             return
         c = self.counts
         self.bar.update(self.task, completed=c["done"] + c["diverged"] + c["failed"],

@@ -44,6 +44,7 @@ def test_the_counts_follow_the_cells_files_and_a_log_gets_plain_lines(tmp_path):
         save_json(cell_files(configs[1]).failure, {"error": "boom", "sweep_id": "s1"})
     lines = out.getvalue().splitlines()
     assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
+    assert len(lines) == len(set(lines)) > 2  # a line that says nothing new is not repeated
     assert lines[0].startswith("sweep: 0/2 cells: 0 done, 0 diverged, 0 failed, 0 running, "
                                "2 left; elapsed 0:00:00, ETA ?")
     assert any(line.startswith("sweep: 1/2 cells: 1 done, 0 diverged, 0 failed, 0 running, "
