@@ -9,7 +9,8 @@ sweep itself (SIGKILL, SIGTERM, SIGINT or SIGHUP; then it checks that none of th
 processes outlives it, and starts the sweep again). After ``--kills`` kills it reruns the sweep
 until one run ends with every cell finished, and checks:
 - one result per cell, done or diverged, with every epoch;
-- one MLflow run per cell, FINISHED, each epoch's val_error logged once;
+- one MLflow run per cell, FINISHED, each epoch of its result's val_error logged once (epochs
+  that reach the run in batches, and a kill between two batches, lose none);
 - no two owners at once: each cell's attempts (its attempts.jsonl, each owner's start and end,
   or the kill that ended it) never overlap;
 - no process outlived a killed sweep.
@@ -132,11 +133,13 @@ def check(root: Path, epochs: int, kills: list, died: dict[int, float]) -> dict:
     results = {c.name: json.loads((c / "result.json").read_text())
                for c in cells if (c / "result.json").exists()}
     killed = {**died, **{pid: t for t, pid, _ in kills}}
-    bad_steps = 0
-    for cell_runs in runs.values():
+    bad_steps, gaps = 0, 0
+    for cid, cell_runs in runs.items():
         for run in cell_runs:
             steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_error")]
             bad_steps += len(steps) != len(set(steps))
+            ran = results.get(cid, {}).get("epochs_run", 0)
+            gaps += set(steps) != set(range(1, ran + 1))
     attempts = Counter(sum(1 for line in (c / "attempts.jsonl").read_text().splitlines()
                            if json.loads(line)["event"] == "start") for c in cells)
     return {
@@ -149,6 +152,7 @@ def check(root: Path, epochs: int, kills: list, died: dict[int, float]) -> dict:
         "cells with exactly one MLflow run, FINISHED": sum(
             len(r) == 1 and r[0].info.status == "FINISHED" for r in runs.values()),
         "runs with an epoch logged twice": bad_steps,
+        "runs missing an epoch of their result": gaps,
         "overlapping owners": sum(overlaps(c, killed) for c in cells),
         "attempts per cell": dict(sorted(attempts.items())),
     }
@@ -180,6 +184,7 @@ def main() -> None:
           and report["results done/diverged with every epoch"] == 16
           and report["cells with exactly one MLflow run, FINISHED"] == 16
           and report["runs with an epoch logged twice"] == 0
+          and report["runs missing an epoch of their result"] == 0
           and report["overlapping owners"] == 0)
     print("every cell finished exactly once: " + ("yes" if ok else "NO"))
     sys.exit(0 if ok else 1)
