@@ -219,8 +219,8 @@ def _train(cells: list[Member]) -> None:
 
 
 def _resume(cell: Member, trainer: Trainer, k: int) -> None:
-    """Member k takes up the cell's checkpoint; epochs checkpointed but not logged are logged;
-    a cell that had diverged before its end trains no further."""
+    """Member k takes up the cell's checkpoint; epochs checkpointed but not in its run go in its
+    run's next write; a cell that had diverged before its end trains no further."""
     cell.logged = cell.tracker.logged_epochs(cell.run_id)
     checkpoint = cell.checkpoint
     if checkpoint is None:
