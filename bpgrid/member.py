@@ -178,8 +178,9 @@ class Member:
                 error += f" (and its MLflow run could not be marked FAILED: {also})"
         write_failure(self.files, error, self.sweep, self.aside)
         journal(self.files, "end", token=self.token, status="failed", error=error[-500:])
+        before = len(checkpoint["history"]) if checkpoint else 0  # history holds them once resumed
         return self.result("failed", error=error, run_id=run_id,
-                           epochs_run=len(checkpoint["history"]) if checkpoint else 0,
+                           epochs_run=max(len(self.history), before),
                            resumed_from_epoch=checkpoint["epoch"] if checkpoint else None)
 
 

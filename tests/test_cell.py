@@ -123,6 +123,21 @@ def test_failure_marks_the_run_failed_with_the_error_and_writes_no_result(workdi
     assert not (Path(result.cell_dir) / "result.json").exists()
 
 
+def test_a_cell_that_fails_mid_training_says_how_many_epochs_it_ran(workdir, monkeypatch):
+    from bpgrid.trainer import Trainer
+    train_epoch = Trainer.train_epoch
+
+    def third_fails(self, epoch):
+        if epoch == 3:
+            raise RuntimeError("the third epoch breaks")
+        return train_epoch(self, epoch)
+    monkeypatch.setattr(Trainer, "train_epoch", third_fails)
+    result = run_cell(cfg_in(workdir, "schedule.epochs=4"))
+    assert result.status == "failed" and "the third epoch breaks" in result.error
+    assert result.epochs_run == 2 and result.resumed_from_epoch is None
+    assert [s for s, _ in history(workdir, result.run_id)] == [1, 2]  # in its FAILED run
+
+
 def _train_cmd(root: Path, *overrides: str) -> list[str]:
     return [sys.executable, "-m", "bpgrid.train", *local_overrides(root), "dataset=digits",
             *overrides]
