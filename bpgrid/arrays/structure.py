@@ -82,10 +82,11 @@ def pack(configs: Sequence[Mapping[str, Any]], max_array: int,
     groups: dict[str, list[int]] = {}
     for i, (config, start) in enumerate(zip(configs, starts, strict=True)):
         groups.setdefault(structure_key(config, start), []).append(i)
-    arrays = []
+
     def dataset(members: list[int]) -> str:
         return json.dumps(to_dict(configs[members[0]]).get("dataset"), sort_keys=True, default=str)
 
+    arrays = []
     for members in sorted(groups.values(), key=dataset):  # stable: first cells' order within
         members = sorted(members, key=lambda i: _rule_order(configs[i]))
         count = -(-len(members) // max_array)

@@ -29,8 +29,8 @@ def max_array(grid: dict[str, Any], on_gpu: bool) -> int:
 
 
 def arrays(cells: list[dict[str, Any]], gpus: bool) -> list[list[dict[str, Any]]]:
-    """The cells as arrays (in the order of their groups' first cells). ``gpus``: the backend
-    runs its cells on GPUs where their ``device`` is ``auto``."""
+    """The cells as arrays, those of one dataset next to each other (``pack``). ``gpus``: the
+    backend runs its cells on GPUs where their ``device`` is ``auto``."""
     if not cells:
         return []
     device = str(cells[0]["device"])

@@ -42,5 +42,5 @@ def worker(arrays: list[list[dict[str, Any]]], threads: int, sweep: tuple[int, i
     try:
         return work(arrays, threads)
     except Interrupted as stop:
-        print(f"worker: {stop}; its cell is left to resume", file=sys.stderr, flush=True)
+        print(f"worker: {stop}; its cells are left to resume", file=sys.stderr, flush=True)
         return []
