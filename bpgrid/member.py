@@ -105,6 +105,8 @@ class Member:
         if result.cached:
             return
         seconds = f"{time.perf_counter() - self.start:.1f} s"
+        if self.share > 1:  # the array's time until this member ended, not the member's own
+            seconds += f" in an array of {self.share}"
         if result.status in ("done", "diverged"):
             best = ("no finite val error" if result.best_val_error is None else
                     f"best val error {result.best_val_error:.2f}% (epoch {result.best_epoch})")

@@ -4,6 +4,7 @@ diverges, resumes or restarts alone; a killed fused sweep finishes every cell ex
 
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -46,6 +47,9 @@ def test_fused_cells_end_as_they_do_alone_a_diverging_member_alone(tmp_path):
     alone = sweep(tmp_path / "alone", *AXES, "grid.fuse=off")
     assert alone.returncode == 0, alone.stderr[-3000:]
     assert "fused arrays" not in alone.stderr
+    logs = "".join(p.read_text() for p in (tmp_path / "fused").glob("multirun/**/*_log.err"))
+    assert len(re.findall(r"done, best val error \d+\.\d\d% \(epoch \d\), 3 epochs, "
+                          r"\d+\.\d s in an array of 3\n", logs)) == 4  # the array's time
     a, b = results(tmp_path / "fused"), results(tmp_path / "alone")
     assert set(a) == set(b) and len(a) == 6
     assert sorted(r["status"] for r in a.values()) == ["diverged"] * 2 + ["done"] * 4

@@ -182,8 +182,9 @@ class Backend(ABC):
                 on_end: Callable[[Job], None]) -> None:
         arrays = packing.arrays(todo, self.gpus())
         if len(arrays) < len(todo):
-            print(f"sweep: {len(todo)} cells to run as {len(arrays)} fused arrays of up to "
-                  f"{max(map(len, arrays))} cells", file=sys.stderr, flush=True)
+            sizes = (f"1 fused array of {len(todo)} cells" if len(arrays) == 1 else
+                     f"{len(arrays)} fused arrays of up to {max(map(len, arrays))} cells")
+            print(f"sweep: {len(todo)} cells to run as {sizes}", file=sys.stderr, flush=True)
         jobs += self.plan(arrays)
         with self.session(jobs):  # jobs are stopped while their session still holds
             try:

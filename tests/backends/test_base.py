@@ -125,3 +125,11 @@ def test_a_failed_cell_of_shared_workers_points_at_the_worker_that_claimed_it(tm
     summary = backend.run([c for c in cells if c["seed"] != 3])
     logs = {f.cell_id: f.log for f in summary.failed}
     assert logs == {cell_id(cells[0]): "worker-1.err", cell_id(cells[1]): "no job started it"}
+
+
+def test_a_sweep_says_how_it_packed_its_cells(tmp_path, capsys):
+    configs = [to_dict(compose_config([*local_overrides(tmp_path), "dataset=digits",
+                                       "schedule.epochs=1", f"lr_scale={s}"])) for s in (1, 10)]
+    summary = make_backend({"name": "debug"}, tmp_path / "jobs").run(configs)
+    assert summary.counts == {"done": 2}
+    assert "sweep: 2 cells to run as 1 fused array of 2 cells\n" in capsys.readouterr().err
